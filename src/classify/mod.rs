@@ -1,0 +1,242 @@
+//! Classification: (method, path, headers, body bytes) → [`Decision`] {class, rule, marker,
+//! route}. Owns the built-in rules (PROTOCOL.md), operator rules, path normalisation, route
+//! labels and the streaming body scanner.
+//!
+//! # Phases
+//!
+//! 1. [`Classifier::inspect`] looks at the head only. Most requests are decided here.
+//! 2. When a rule needs the body it returns [`Inspection::NeedsBody`]; the proxy buffers the
+//!    body and calls [`PendingBody::finish`], which scans it in one streaming pass.
+//!
+//! # Order of evaluation (first match wins)
+//!
+//! 1. Path normalisation: `.`/`..` segments (also `%2e`) → [`UnclassifiableReason::AmbiguousPath`].
+//! 2. Operator rules, in order. A rule with body conditions whose head conditions match
+//!    defers to the body; later rules and the built-ins are then evaluated after the scan.
+//! 3. Header built-ins (any path): `header.mcp_session`, `header.agentcore_session`.
+//! 4. `websocket.upgrade` on `/responses` and `/realtime*`.
+//! 5. The route's built-ins (table below); a disabled one is skipped and the next check runs.
+//! 6. `default`: stateless, marker `none`.
+//!
+//! # Routes and built-in rules
+//!
+//! Prefixes recognised (longest first): the configured base path (default `/v1`),
+//! `/openai/v1`, `/openai/deployments/{deployment}`, `/openai`. The API path after the prefix
+//! is matched against the table; Bedrock and AgentCore paths match at the root or under the
+//! base path. Labels are prefix + template (`/v1/responses/{id}`), or `other`.
+//!
+//! | API path | Method | Rule(s), in order | Class |
+//! |---|---|---|---|
+//! | `/responses` | POST | `responses.previous_response_id`, `.conversation`, `.background`, `.prompt`, `body.*` references, `responses.store` (store not `false`), `responses.stateless` | body |
+//! | `/responses/input_tokens`, `/responses/compact` | POST | `responses.previous_response_id`, `.conversation`, `body.*`, then `responses.input_tokens` / `responses.compact` | body |
+//! | `/responses…` (any other method or sub-path) | any | `responses.stored_object` | stateful |
+//! | `/conversations*` | any | `conversations` | stateful |
+//! | `/chat/completions` | POST | `chat.store` (`store: true`), `body.*`, `chat.stateless` | body |
+//! | `/chat/completions` (not POST), `/chat/completions/{id}*` | any | `chat.stored_completions` | stateful |
+//! | `/assistants*`, `/threads*`, `/realtime*` | any | `assistants`, `threads`, `realtime` | stateful |
+//! | `/files*`, `/skills*` | any | `anthropic.resources` if `anthropic-version` is sent, else `resources` | stateful |
+//! | `/uploads*`, `/vector_stores*`, `/batches*`, `/containers*`, `/evals*`, `/fine_tuning/*`, `/videos*` | any | `resources` | stateful |
+//! | `/models/{id}` | DELETE | `resources` (deletes a fine-tuned model) | stateful |
+//! | `/models`, `/models/{id}`, `/completions`, `/embeddings`, `/moderations`, `/audio/{speech,transcriptions,translations}`, `/images/*`, `/messages/count_tokens` | any other | `stateless.endpoints` | stateless |
+//! | `/messages` (Anthropic) | POST | `anthropic.container`, `body.*`, `anthropic.messages` | body |
+//! | `/messages` | not POST | `default` | stateless |
+//! | `/messages/batches*` | any | `anthropic.resources` | stateful |
+//! | `/model/{id}/{converse,converse-stream,invoke,invoke-with-response-stream}` | any | `bedrock.invoke` | stateless |
+//! | `/async-invoke*` | any | `bedrock.async_invoke` | stateful |
+//! | `/runtimes/{arn}/invocations`, `/stopruntimesession`, any `/runtimes/*` | any | `agentcore.runtime` | stateful |
+//! | anything else | any | `default` | stateless |
+//!
+//! `body.*` references (checked on every body route): `body.file_reference`
+//! (`/input/*/content/*/file_id`, `/input/*/output/*/file_id`,
+//! `/messages/*/content/*/file/file_id`, `/messages/*/content/*/file_id`,
+//! `/messages/*/content/*/source/file_id`, `/messages/*/content/*/content/*/source/file_id`),
+//! `body.vector_store` (`/tools/*/vector_store_ids`), `body.container`
+//! (`/tools/*/container`), `body.item_reference` (`/input/*/type` = `"item_reference"`).
+//! "Present" always means present and not null; `store: null` counts as absent.
+//!
+//! Decisions on cases PROTOCOL.md leaves open:
+//! - Non-POST calls on the body routes of `/responses` hit the stored-object shape
+//!   (`GET /responses/input_tokens` is `GET /responses/{id}` to the provider): stateful.
+//! - Unknown sub-paths of a stateful family (`/files/{id}/x/y`) stay stateful, labelled
+//!   with the family's `/*` template; `/runtimes/*` is stateful (everything there is
+//!   session-bound).
+//! - Reference markers also apply to `input_tokens`/`compact`: the referenced object lives
+//!   in one cloud only, so only that cloud can count or compact it.
+//! - A wildcard pointer holds if any element it reaches holds; `body_absent` holds when no
+//!   element has the member non-null.
+//! - A body is needed only when a rule that can still decide reads it; a body route whose
+//!   built-ins are all disabled is decided by `default` from the head.
+//! - The last rule of each body route (`responses.stateless`, `responses.input_tokens`,
+//!   `responses.compact`, `chat.stateless`, `anthropic.messages`) matches whatever reaches
+//!   it, so disabling `responses.store` makes a body without `store` stateless.
+//! - `/files*` and `/skills*` exist in both OpenAI's and Anthropic's APIs under `/v1`; the
+//!   `anthropic-version` header (always sent by Anthropic clients) picks the rule name.
+//! - Path literals are compared case-sensitively: `/V1/Responses` is unknown (`default`).
+//!
+//! # Files
+//!
+//! `engine.rs` (the [`Classifier`] and its phases), `builtin.rs` (rule catalogue),
+//! `decide.rs` (applying built-ins), `rules.rs` (operator rules, [`PathPattern`]),
+//! `route.rs` (templates, slice patterns), `labels.rs` (prefixes, label table), `path.rs`
+//! (normalisation), `pointer.rs` ([`Pointer`]), `trie.rs` (compiled pointers), `body.rs`
+//! (the streaming scan), `bits.rs` (small bit set), `tests/` (whole-classifier tests).
+
+mod bits;
+mod body;
+mod builtin;
+mod decide;
+mod engine;
+mod labels;
+mod path;
+mod pointer;
+mod route;
+mod rules;
+#[cfg(test)]
+mod tests;
+mod trie;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use builtin::{builtin_rule_names, BuiltinRule, DEFAULT_RULE};
+pub use engine::{Classifier, Inspection, PendingBody};
+pub use pointer::{Pointer, PointerError};
+pub use rules::{PathPattern, PatternError, RuleSpec};
+
+/// Which upstream class a request belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// Keeps nothing at the provider: goes to the primary.
+    Stateless,
+    /// Creates, reads, continues or deletes provider-side state.
+    Stateful,
+}
+
+impl Class {
+    pub const ALL: [Class; 2] = [Class::Stateless, Class::Stateful];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Class::Stateless => "stateless",
+            Class::Stateful => "stateful",
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A bounded route label id (index into the classifier's label table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteId(u16);
+
+impl RouteId {
+    /// The `other` label: no template matched.
+    pub const OTHER: RouteId = RouteId(0);
+
+    /// Position in [`Classifier::route_labels`] (dense, from 0), e.g. for metric arrays.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The outcome of classification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub class: Class,
+    /// The deciding rule: a built-in name, an operator rule's name, or `default`.
+    pub rule: Arc<str>,
+    pub marker: Marker,
+    pub route: RouteId,
+}
+
+/// Where the deciding fact was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkerKind {
+    Path,
+    Body,
+    Header,
+    Default,
+}
+
+impl MarkerKind {
+    /// Bounded label value: "path", "body", "header" or "none".
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MarkerKind::Path => "path",
+            MarkerKind::Body => "body",
+            MarkerKind::Header => "header",
+            MarkerKind::Default => "none",
+        }
+    }
+}
+
+/// The deciding fact: a route template or rule pattern, a body pointer, or a header name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    pub kind: MarkerKind,
+    /// `/v1/conversations/{id}`, `/previous_response_id`, `mcp-session-id`; "none" for Default.
+    pub text: Arc<str>,
+}
+
+impl fmt::Display for Marker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            MarkerKind::Default => f.write_str("none"),
+            kind => write!(f, "{}:{}", kind.as_str(), self.text),
+        }
+    }
+}
+
+/// Inputs of [`Classifier::new`], already validated by the config module.
+#[derive(Clone, Debug)]
+pub struct ClassifierSettings {
+    /// Client-facing API base: starts with '/', no trailing '/', e.g. "/v1"; "" is the root.
+    pub base_path: String,
+    /// `false`: no built-in rules at all (only operator rules and `default`).
+    pub builtins: bool,
+    /// Names from [`builtin_rule_names`]; any other name (including `default`) is ignored.
+    pub disabled_builtins: Vec<String>,
+    /// Evaluated before the built-ins, in order; the first match wins.
+    pub rules: Vec<RuleSpec>,
+}
+
+/// A request that cannot be classified; the proxy refuses it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Unclassifiable {
+    pub route: RouteId,
+    pub reason: UnclassifiableReason,
+}
+
+/// Why a request cannot be classified.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnclassifiableReason {
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("request body must be a JSON object")]
+    NotAnObject,
+    #[error("request body has duplicate key {0}; cannot tell which one the provider will use")]
+    DuplicateKey(String),
+    #[error("cannot inspect a request body with content-encoding {0}")]
+    Encoded(String),
+    #[error("request path has '.' or '..' segments")]
+    AmbiguousPath,
+}
+
+impl UnclassifiableReason {
+    /// Bounded code for metrics and error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UnclassifiableReason::InvalidJson(_) => "invalid_json",
+            UnclassifiableReason::NotAnObject => "not_an_object",
+            UnclassifiableReason::DuplicateKey(_) => "duplicate_key",
+            UnclassifiableReason::Encoded(_) => "encoded_body",
+            UnclassifiableReason::AmbiguousPath => "ambiguous_path",
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Commands: serve, check, explain, demo.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use crate::classify::Classifier;
+use crate::config::{Config, ConfigError};
+use crate::policy::Policy;
+use crate::proxy::error::ProxyError;
+
+/// Default config file for `serve`, `check` and `explain`.
+pub const DEFAULT_CONFIG: &str = "config/switchyard.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Policy-enforcing gateway for LLM API traffic: stateless calls to one cloud, stateful calls to another, never crossing."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ConfigArg),
+    /// Validate a config file: exit 0 if it is valid, else print the error and exit 1.
+    Check(ConfigArg),
+    /// Classify one request and print the decision, without forwarding anything.
+    Explain(ExplainArgs),
+    /// Run the gateway in front of two built-in mock providers on loopback.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Path to the TOML config file.
+    #[arg(long, short, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[arg(long, short, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// HTTP method.
+    #[arg(long, short = 'X', default_value = "POST")]
+    pub method: String,
+    /// Request path and query, as the client sends it (e.g. /v1/responses).
+    #[arg(long, short)]
+    pub path: String,
+    /// A request header, `Name: value`; repeatable.
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// File holding the request body; `-` reads standard input.
+    #[arg(long, short)]
+    pub body: Option<PathBuf>,
+    /// Print the decision as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Port of the gateway's client listener on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Port of the admin listener (/metrics) on 127.0.0.1.
+    #[arg(long, default_value_t = 9901)]
+    pub admin_port: u16,
+}
+
+/// Errors of the explain command.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("--method {0:?} is not an HTTP method")]
+    Method(String),
+    #[error("--path {0:?} must be an absolute path such as /v1/responses")]
+    Path(String),
+    #[error("--header {0:?} must look like 'Name: value'")]
+    Header(String),
+    #[error("cannot read the body from {path}: {source}")]
+    Body {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Policy(#[from] crate::policy::MissingUpstream),
+}
+
+/// `switchyard check`: the message to print on success.
+pub fn check(path: &Path) -> Result<String, ConfigError> {
+    let config = Config::load(path)?;
+    let mut out = format!("{}: ok\n", path.display());
+    for (class, up) in [
+        ("stateless", config.routing.stateless),
+        ("stateful", config.routing.stateful),
+    ] {
+        if let Some(u) = config.upstreams.get(up) {
+            out.push_str(&format!("  {class:<9} -> {} ({})\n", u.name, u.url));
+        }
+    }
+    out.push_str(&format!(
+        "  {} operator rule(s), built-in rules {}\n",
+        config.classifier.rules.len(),
+        if config.classifier.builtins {
+            "on"
+        } else {
+            "off"
+        }
+    ));
+    Ok(out)
+}
+
+/// `switchyard explain`: the text (or JSON) to print.
+pub fn explain(args: &ExplainArgs) -> Result<String, ExplainError> {
+    let config = Config::load(&args.config)?;
+    let method = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| ExplainError::Method(args.method.clone()))?;
+    let pq: http::uri::PathAndQuery = args
+        .path
+        .parse()
+        .ok()
+        .filter(|_| args.path.starts_with('/'))
+        .ok_or_else(|| ExplainError::Path(args.path.clone()))?;
+    let mut headers = HeaderMap::new();
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| ExplainError::Header(h.clone()))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| ExplainError::Header(h.clone()))?;
+        let value =
+            HeaderValue::from_str(value.trim()).map_err(|_| ExplainError::Header(h.clone()))?;
+        headers.append(name, value);
+    }
+    let body = match &args.body {
+        None => Vec::new(),
+        Some(p) if p.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|source| ExplainError::Body {
+                    path: p.clone(),
+                    source,
+                })?;
+            buf
+        }
+        Some(p) => std::fs::read(p).map_err(|source| ExplainError::Body {
+            path: p.clone(),
+            source,
+        })?,
+    };
+    let classifier = Classifier::new(config.classifier.clone());
+    let policy = Policy::new(&config)?;
+    let outcome = classifier.classify(&method, pq.path(), &headers, &body);
+    let route = match &outcome {
+        Ok(d) => d.route,
+        Err(u) => u.route,
+    };
+    let route = classifier.route_label(route).to_owned();
+    Ok(match policy.settle(outcome) {
+        Ok(d) => {
+            let upstream = policy.upstream_for(d.class);
+            let target = upstream
+                .map_uri(&config.server.base_path, &pq)
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            if args.json {
+                serde_json::json!({
+                    "class": d.class.as_str(), "rule": &*d.rule, "marker": d.marker.to_string(),
+                    "route": route, "upstream": upstream.name(), "forward": format!("{method} {target}"),
+                })
+                .to_string()
+                    + "\n"
+            } else {
+                format!(
+                    "class:    {}\nrule:     {}\nmarker:   {}\nroute:    {}\nupstream: {} ({})\nforward:  {} {}\n",
+                    d.class,
+                    d.rule,
+                    d.marker,
+                    route,
+                    upstream.name(),
+                    upstream.url(),
+                    method,
+                    target
+                )
+            }
+        }
+        Err(u) => {
+            let error = ProxyError::Unclassifiable(u);
+            if args.json {
+                serde_json::json!({
+                    "refused": error.status().as_u16(), "code": error.code(),
+                    "message": error.to_string(), "route": route,
+                })
+                .to_string()
+                    + "\n"
+            } else {
+                format!(
+                    "refused:  {} {}\ncode:     {}\nmessage:  {}\nroute:    {}\nforward:  nothing (no upstream is contacted)\n",
+                    error.status().as_u16(),
+                    error.status().canonical_reason().unwrap_or(""),
+                    error.code(),
+                    error,
+                    route
+                )
+            }
+        }
+    })
+}

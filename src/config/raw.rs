@@ -1,0 +1,127 @@
+//! The TOML file as written: a serde mirror of the config file that denies unknown keys.
+//!
+//! Nothing here is trusted yet; `validate.rs` turns it into the typed `Config`. Values stay
+//! strings where the typed form needs a rule of its own (addresses, URLs, durations, sizes),
+//! so an error can name the dotted key and the value exactly as the operator wrote it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    pub routing: RawRouting,
+    #[serde(default)]
+    pub classifier: RawClassifier,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub listen: String,
+    pub base_path: Option<String>,
+    pub decision_headers: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+/// A size: either a whole number of bytes or a string such as `"32 MiB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawSize {
+    Bytes(i64),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_body_bytes: Option<RawSize>,
+    pub max_header_bytes: Option<RawSize>,
+    pub header_read_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTimeouts {
+    pub connect: Option<String>,
+    pub first_byte: Option<String>,
+    pub idle: Option<String>,
+    pub request: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub url: String,
+    pub http2: Option<bool>,
+    #[serde(default)]
+    pub set_headers: BTreeMap<String, String>,
+    pub forward_client_credentials: Option<bool>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    pub pool_idle_timeout: Option<String>,
+    pub pool_max_idle_per_host: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouting {
+    pub stateless: String,
+    pub stateful: String,
+    pub unclassifiable: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClassifier {
+    pub builtins: Option<bool>,
+    #[serde(default)]
+    pub disable: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub name: String,
+    pub class: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub header_present: Vec<String>,
+    #[serde(default)]
+    pub header_equals: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body_present: Vec<String>,
+    #[serde(default)]
+    pub body_absent: Vec<String>,
+    #[serde(default)]
+    pub body_equals: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+    pub access_log: Option<bool>,
+}

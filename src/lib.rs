@@ -1,0 +1,35 @@
+//! Switchyard: a policy-enforcing reverse proxy for LLM API traffic.
+//!
+//! Every request is classified *stateless* or *stateful* and forwarded to the one upstream
+//! that serves its class; it never crosses to the other, not even to fail over.
+//!
+//! One request's path through the modules:
+//!
+//! ```text
+//!  server ──accept──▶ proxy::service (tower stack: request id → ProxyService)
+//!                       │
+//!                       ├─ classify   classify::Classifier::inspect(method, path, headers)
+//!                       │             └─ body needed? buffer ≤ max_body_bytes, then finish(body)
+//!                       ├─ decide     policy::Policy::upstream_for(class)   (the only place
+//!                       │             that picks an upstream; no failover across classes)
+//!                       ├─ forward    upstream::Upstream::send (mapped path, stripped hop-by-hop
+//!                       │             headers, configured credentials, exact body bytes)
+//!                       └─ record     proxy::body::ObservedBody streams the answer back and,
+//!                                     when it ends, records metrics and the access log line
+//!  admin ── /metrics (metrics::Metrics), /healthz, /readyz
+//! ```
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod classify;
+pub mod mock;
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod logging;
+pub mod metrics;
+pub mod policy;
+pub mod proxy;
+pub mod server;
+pub mod upstream;

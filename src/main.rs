@@ -1,0 +1,90 @@
+//! CLI entry: parse the command line, run a command, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use switchyard::cli::{self, Cli, Command};
+use switchyard::config::{Config, Log, LogFormat};
+use switchyard::{demo, logging, server};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => print_or_fail(cli::check(&args.config)),
+        Command::Explain(args) => print_or_fail(cli::explain(&args)),
+        Command::Serve(args) => run(async move {
+            let config = Config::load(&args.config)?;
+            let _guard = logging::init(&config.log);
+            let handle = server::start(config).await?;
+            wait_for_signal().await?;
+            tracing::info!("shutting down: draining in-flight requests");
+            handle.shutdown().await;
+            Ok(())
+        }),
+        Command::Demo(args) => run(async move {
+            let _guard = logging::init(&Log {
+                format: LogFormat::Human,
+                level: "info".to_owned(),
+                access_log: true,
+            });
+            let demo = demo::start(args.port, args.admin_port).await?;
+            println!("{}", demo::instructions(&demo));
+            wait_for_signal().await?;
+            demo.server.shutdown().await;
+            Ok(())
+        }),
+    }
+}
+
+/// Print a command's output and exit 0, or its error and exit 1.
+fn print_or_fail<E: std::fmt::Display>(result: Result<String, E>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolve on Ctrl-C (SIGINT) or SIGTERM.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! All Prometheus metrics: one `Metrics` struct owning its registry, passed as an `Arc`.
+//!
+//! Label values are bounded by construction: routes are templates from the classifier's
+//! table, upstreams and rules are names from the config, and the remaining labels are enums
+//! with `as_str()`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::classify::Class;
+
+/// Seconds; LLM calls range from milliseconds (embeddings) to many minutes (reasoning streams).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0, 600.0,
+];
+
+/// Label used where no class or upstream applies (a request refused before routing).
+pub const NONE: &str = "none";
+
+/// Why the gateway answered a request itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    Unclassifiable,
+    AmbiguousPath,
+    BodyTooLarge,
+    ClientBody,
+    UpstreamUnavailable,
+    UpstreamProtocol,
+    Timeout,
+    BadRequest,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 8] = [
+        Rejection::Unclassifiable,
+        Rejection::AmbiguousPath,
+        Rejection::BodyTooLarge,
+        Rejection::ClientBody,
+        Rejection::UpstreamUnavailable,
+        Rejection::UpstreamProtocol,
+        Rejection::Timeout,
+        Rejection::BadRequest,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Unclassifiable => "unclassifiable",
+            Rejection::AmbiguousPath => "ambiguous_path",
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::ClientBody => "client_body",
+            Rejection::UpstreamUnavailable => "upstream_unavailable",
+            Rejection::UpstreamProtocol => "upstream_protocol",
+            Rejection::Timeout => "timeout",
+            Rejection::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// What went wrong talking to an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UpstreamErrorKind {
+    /// Connection refused or reset before the request was sent.
+    Connect,
+    ConnectTimeout,
+    FirstByteTimeout,
+    /// The connection failed or the upstream spoke garbage after the request went out.
+    Protocol,
+    /// The response body stalled longer than the idle timeout.
+    IdleTimeout,
+    /// The whole-request deadline passed while the response streamed.
+    RequestTimeout,
+    /// The response body broke off mid-way.
+    BodyError,
+}
+
+impl UpstreamErrorKind {
+    pub const ALL: [UpstreamErrorKind; 7] = [
+        UpstreamErrorKind::Connect,
+        UpstreamErrorKind::ConnectTimeout,
+        UpstreamErrorKind::FirstByteTimeout,
+        UpstreamErrorKind::Protocol,
+        UpstreamErrorKind::IdleTimeout,
+        UpstreamErrorKind::RequestTimeout,
+        UpstreamErrorKind::BodyError,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::ConnectTimeout => "connect_timeout",
+            UpstreamErrorKind::FirstByteTimeout => "first_byte_timeout",
+            UpstreamErrorKind::Protocol => "protocol",
+            UpstreamErrorKind::IdleTimeout => "idle_timeout",
+            UpstreamErrorKind::RequestTimeout => "request_timeout",
+            UpstreamErrorKind::BodyError => "body_error",
+        }
+    }
+}
+
+/// The gateway's metrics. Built once; cloned handles are cheap (`Arc` inside).
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    first_byte: HistogramVec,
+    in_flight: IntGaugeVec,
+    decisions: IntCounterVec,
+    rejections: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    request_bytes: IntCounterVec,
+    response_bytes: IntCounterVec,
+}
+
+impl Metrics {
+    /// Register every metric. `upstreams` pre-creates per-upstream series at zero so that
+    /// dashboards and alerts see them before the first request.
+    pub fn new(upstreams: &[&str]) -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram =
+            |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, prometheus::Error> {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                    labels,
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let requests = counter(
+            "switchyard_requests_total",
+            "Requests answered, by route template, class, upstream and HTTP status.",
+            &["route", "class", "upstream", "status"],
+        )?;
+        let duration = histogram(
+            "switchyard_request_duration_seconds",
+            "Time from the request arriving to the last response byte.",
+            &["route", "class", "upstream"],
+        )?;
+        let first_byte = histogram(
+            "switchyard_upstream_first_byte_seconds",
+            "Time from sending a request upstream to receiving its response head.",
+            &["route", "upstream"],
+        )?;
+        let in_flight = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_requests_in_flight",
+                "Requests forwarded to an upstream whose response has not ended.",
+            ),
+            &["upstream"],
+        )?;
+        registry.register(Box::new(in_flight.clone()))?;
+        let decisions = counter(
+            "switchyard_decisions_total",
+            "Classification decisions, by class and the rule that decided.",
+            &["class", "rule"],
+        )?;
+        let rejections = counter(
+            "switchyard_rejections_total",
+            "Requests the gateway answered itself with an error, by reason.",
+            &["reason"],
+        )?;
+        let upstream_errors = counter(
+            "switchyard_upstream_errors_total",
+            "Failures talking to an upstream, by kind.",
+            &["upstream", "kind"],
+        )?;
+        let request_bytes = counter(
+            "switchyard_request_bytes_total",
+            "Request body bytes forwarded upstream.",
+            &["route", "upstream"],
+        )?;
+        let response_bytes = counter(
+            "switchyard_response_bytes_total",
+            "Response body bytes relayed to clients.",
+            &["route", "upstream"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("switchyard_build_info", "Build information; always 1."),
+            &["version"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        for reason in Rejection::ALL {
+            rejections.with_label_values(&[reason.as_str()]);
+        }
+        for up in upstreams {
+            in_flight.with_label_values(&[up]);
+            for kind in UpstreamErrorKind::ALL {
+                upstream_errors.with_label_values(&[up, kind.as_str()]);
+            }
+        }
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            first_byte,
+            in_flight,
+            decisions,
+            rejections,
+            upstream_errors,
+            request_bytes,
+            response_bytes,
+        })
+    }
+
+    pub fn decision(&self, class: Class, rule: &str) {
+        self.decisions
+            .with_label_values(&[class.as_str(), rule])
+            .inc();
+    }
+
+    pub fn rejection(&self, reason: Rejection) {
+        self.rejections.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    pub fn upstream_error(&self, upstream: &str, kind: UpstreamErrorKind) {
+        self.upstream_errors
+            .with_label_values(&[upstream, kind.as_str()])
+            .inc();
+    }
+
+    /// A finished request: its status count and its duration.
+    pub fn request_done(
+        &self,
+        route: &str,
+        class: &str,
+        upstream: &str,
+        status: &str,
+        seconds: f64,
+    ) {
+        self.requests
+            .with_label_values(&[route, class, upstream, status])
+            .inc();
+        self.duration
+            .with_label_values(&[route, class, upstream])
+            .observe(seconds);
+    }
+
+    pub fn first_byte(&self, route: &str, upstream: &str, seconds: f64) {
+        self.first_byte
+            .with_label_values(&[route, upstream])
+            .observe(seconds);
+    }
+
+    /// The in-flight gauge of `upstream`, to be incremented while a request is outstanding.
+    pub fn in_flight(&self, upstream: &str) -> IntGauge {
+        self.in_flight.with_label_values(&[upstream])
+    }
+
+    /// Byte counters for one (route, upstream), resolved once per request so that body
+    /// frames only touch an atomic.
+    pub fn byte_counters(&self, route: &str, upstream: &str) -> (IntCounter, IntCounter) {
+        (
+            self.request_bytes.with_label_values(&[route, upstream]),
+            self.response_bytes.with_label_values(&[route, upstream]),
+        )
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for valid metric families.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}

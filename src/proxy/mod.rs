@@ -1,0 +1,309 @@
+//! The proxy service: the request path as four named phases.
+//!
+//! 1. **classify** (`classify`): decide the class from the head; read the body (bounded by
+//!    `limits.max_body_bytes`) only when a rule needs it, and keep its exact bytes.
+//! 2. **decide** (`Policy::settle` / `Policy::upstream_for`): the class picks the upstream.
+//! 3. **forward** (`forward`): map the path, clean the headers, send, wait for the head.
+//! 4. **record** (`record.rs`, via `ObservedBody`): stream the answer back untouched and,
+//!    when it ends, count it and write the access-log line.
+
+pub mod body;
+pub mod error;
+pub mod headers;
+pub mod record;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use self::body::{InFlight, LimitedIncoming, ObservedBody, ProxyBody, UpstreamBody};
+use self::error::ProxyError;
+use self::headers::{
+    label_value, strip_hop_by_hop, CLASS_HEADER, MARKER_HEADER, REQUEST_ID_HEADER, RULE_HEADER,
+    UPSTREAM_HEADER,
+};
+use self::record::{Outcome, Record};
+use crate::classify::{Decision, Inspection, RouteId, Unclassifiable};
+use crate::gateway::Gateway;
+use crate::upstream::UpstreamError;
+
+/// The innermost service of the request path (see `server::proxy_stack` for the layers).
+#[derive(Clone)]
+pub struct ProxyService {
+    gw: Arc<Gateway>,
+}
+
+impl ProxyService {
+    pub fn new(gw: Arc<Gateway>) -> Self {
+        ProxyService { gw }
+    }
+}
+
+impl tower::Service<Request<Incoming>> for ProxyService {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let gw = self.gw.clone();
+        Box::pin(async move { Ok(handle(gw, req).await) })
+    }
+}
+
+/// A request's head and its body as it will be forwarded.
+struct Classified {
+    decision: Decision,
+    body: UpstreamBody,
+}
+
+/// A refusal before any upstream was contacted (boxed: it is the rare path).
+struct Refusal {
+    route: RouteId,
+    error: ProxyError,
+}
+
+async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let (parts, body) = req.into_parts();
+    let request_id = parts.headers.get(REQUEST_ID_HEADER).cloned();
+    let method = parts.method.clone();
+    let record = |route, decision, status| Record {
+        gw: gw.clone(),
+        start,
+        method: method.clone(),
+        request_id: request_id.clone(),
+        route,
+        decision,
+        status,
+    };
+
+    let classified = match classify(&gw, &parts, body, start).await {
+        Ok(c) => c,
+        Err(refusal) => {
+            let rec = record(refusal.route, None, refusal.error.status());
+            return refuse(&gw, rec, None, &refusal.error, &request_id);
+        }
+    };
+    let Classified { decision, body } = classified;
+    gw.metrics.decision(decision.class, &decision.rule);
+
+    let upstream = gw.policy.upstream_for(decision.class);
+    let timeouts = *upstream.timeouts();
+    let deadline = start + timeouts.request;
+    let route_label = gw.classifier.route_label(decision.route);
+    let in_flight = InFlight::start(gw.metrics.in_flight(upstream.name()));
+    let (_, response_counter) = gw.metrics.byte_counters(route_label, upstream.name());
+
+    let sent_at = Instant::now();
+    let first_byte = timeouts
+        .first_byte
+        .min(deadline.saturating_duration_since(sent_at));
+    let result = match forward(&gw, parts, body, &decision) {
+        Ok(req) => upstream.send(req, first_byte).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(resp) => {
+            gw.metrics.first_byte(
+                route_label,
+                upstream.name(),
+                sent_at.elapsed().as_secs_f64(),
+            );
+            let (mut head, incoming) = resp.into_parts();
+            strip_hop_by_hop(&mut head.headers);
+            decision_headers(&gw, &mut head.headers, &decision);
+            let rec = record(decision.route, Some(decision.clone()), head.status);
+            let observed = ObservedBody::new(
+                incoming,
+                timeouts.idle,
+                deadline,
+                response_counter,
+                rec,
+                in_flight,
+            );
+            Response::from_parts(head, ProxyBody::Upstream { body: observed })
+        }
+        Err(error) => {
+            drop(in_flight);
+            let error = ProxyError::Upstream {
+                error,
+                class: decision.class,
+                upstream: upstream.name().to_owned(),
+            };
+            let rec = record(decision.route, Some(decision.clone()), error.status());
+            refuse(&gw, rec, Some(&decision), &error, &request_id)
+        }
+    }
+}
+
+/// Phase 1: classify. Reads the body only when the classifier asks for it.
+async fn classify(
+    gw: &Gateway,
+    parts: &Parts,
+    body: Incoming,
+    start: Instant,
+) -> Result<Classified, Box<Refusal>> {
+    let limit = gw.config.limits.max_body_bytes;
+    let inspection = gw
+        .classifier
+        .inspect(&parts.method, parts.uri.path(), &parts.headers);
+    let route = match &inspection {
+        Inspection::Decided(d) => d.route,
+        Inspection::NeedsBody(p) => p.route(),
+        Inspection::Unclassifiable(u) => u.route,
+    };
+    let refuse = |error| Box::new(Refusal { route, error });
+    if declared_length(&parts.headers).is_some_and(|len| len > limit) {
+        return Err(refuse(ProxyError::BodyTooLarge { limit }));
+    }
+    let settle = |outcome: Result<Decision, Unclassifiable>| {
+        gw.policy
+            .settle(outcome)
+            .map_err(|u| refuse(ProxyError::Unclassifiable(u)))
+    };
+    match inspection {
+        Inspection::Decided(decision) => Ok(streamed(gw, decision, body)),
+        // The body was never read; it streams through if the policy assigns a class.
+        Inspection::Unclassifiable(u) => Ok(streamed(gw, settle(Err(u))?, body)),
+        Inspection::NeedsBody(pending) => {
+            let deadline = start + gw.config.timeouts.request;
+            let collected =
+                tokio::time::timeout_at(deadline, Limited::new(body, limit_usize(limit)).collect())
+                    .await;
+            let bytes: Bytes = match collected {
+                Err(_) => return Err(refuse(ProxyError::ClientBodyTimeout)),
+                Ok(Err(e)) => {
+                    let error = if e.is::<http_body_util::LengthLimitError>() {
+                        ProxyError::BodyTooLarge { limit }
+                    } else {
+                        ProxyError::ClientBody(e.to_string())
+                    };
+                    return Err(refuse(error));
+                }
+                Ok(Ok(collected)) => collected.to_bytes(),
+            };
+            let decision = settle(pending.finish(&gw.classifier, &bytes))?;
+            let (request_counter, _) = gw.metrics.byte_counters(
+                gw.classifier.route_label(decision.route),
+                gw.policy.upstream_for(decision.class).name(),
+            );
+            request_counter.inc_by(bytes.len() as u64);
+            Ok(Classified {
+                decision,
+                body: UpstreamBody::buffered(bytes),
+            })
+        }
+    }
+}
+
+/// A head-decided request: its body streams through, within the size limit.
+fn streamed(gw: &Gateway, decision: Decision, body: Incoming) -> Classified {
+    let (request_counter, _) = gw.metrics.byte_counters(
+        gw.classifier.route_label(decision.route),
+        gw.policy.upstream_for(decision.class).name(),
+    );
+    let limit = gw.config.limits.max_body_bytes;
+    Classified {
+        body: UpstreamBody::Streaming(LimitedIncoming::new(body, limit, request_counter)),
+        decision,
+    }
+}
+
+/// Phase 3: build the upstream request for the decided class.
+fn forward(
+    gw: &Gateway,
+    parts: Parts,
+    body: UpstreamBody,
+    decision: &Decision,
+) -> Result<Request<UpstreamBody>, UpstreamError> {
+    let upstream = gw.policy.upstream_for(decision.class);
+    let Parts {
+        method,
+        uri,
+        mut headers,
+        ..
+    } = parts;
+    let pq = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let uri = upstream
+        .map_uri(&gw.config.server.base_path, &pq)
+        .map_err(|e| UpstreamError::Protocol {
+            upstream: upstream.name().to_owned(),
+            detail: format!("cannot build the upstream URI: {e}"),
+        })?;
+    upstream.prepare_headers(&mut headers);
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+/// Answer with a gateway error: count it, record it, and say what was decided, if anything.
+fn refuse(
+    gw: &Gateway,
+    rec: Record,
+    decision: Option<&Decision>,
+    error: &ProxyError,
+    request_id: &Option<HeaderValue>,
+) -> Response<ProxyBody> {
+    gw.metrics.rejection(error.rejection());
+    if let (Some(kind), Some(d)) = (error.upstream_kind(), decision) {
+        gw.metrics
+            .upstream_error(gw.policy.upstream_for(d.class).name(), kind);
+    }
+    tracing::debug!(error = %error, "request refused");
+    let (mut head, body) = error.to_response().into_parts();
+    if let Some(d) = decision {
+        decision_headers(gw, &mut head.headers, d);
+    }
+    if let Some(id) = request_id {
+        head.headers.insert(REQUEST_ID_HEADER, id.clone());
+    }
+    rec.finish(Outcome::Rejected(error.rejection()), 0);
+    Response::from_parts(head, ProxyBody::local(body))
+}
+
+/// Add `x-switchyard-{class,upstream,rule,marker}` unless turned off.
+fn decision_headers(gw: &Gateway, headers: &mut HeaderMap, decision: &Decision) {
+    if !gw.config.server.decision_headers {
+        return;
+    }
+    headers.insert(
+        CLASS_HEADER,
+        HeaderValue::from_static(decision.class.as_str()),
+    );
+    headers.insert(
+        UPSTREAM_HEADER,
+        gw.policy.upstream_for(decision.class).name_header().clone(),
+    );
+    headers.insert(RULE_HEADER, label_value(&decision.rule));
+    headers.insert(MARKER_HEADER, label_value(&decision.marker.to_string()));
+}
+
+/// The `content-length` the client declared, if it is one well-formed number.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn limit_usize(limit: u64) -> usize {
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}

@@ -1,0 +1,94 @@
+//! The record phase: one request's metrics and access-log line, written once when it ends.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, StatusCode};
+use tokio::time::Instant;
+
+use crate::classify::{Decision, RouteId};
+use crate::gateway::Gateway;
+use crate::metrics::{Rejection, UpstreamErrorKind, NONE};
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The whole response reached the client.
+    Completed,
+    /// The client went away before the response ended.
+    ClientClosed,
+    /// The upstream's response broke off or timed out after the head was sent.
+    UpstreamError(UpstreamErrorKind),
+    /// The gateway answered with an error of its own.
+    Rejected(Rejection),
+}
+
+impl Outcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::ClientClosed => "client_closed",
+            Outcome::UpstreamError(kind) => kind.as_str(),
+            Outcome::Rejected(reason) => reason.as_str(),
+        }
+    }
+}
+
+/// What is known about a request by the time its response starts.
+pub struct Record {
+    pub gw: Arc<Gateway>,
+    pub start: Instant,
+    pub method: Method,
+    pub request_id: Option<HeaderValue>,
+    pub route: RouteId,
+    pub decision: Option<Decision>,
+    pub status: StatusCode,
+}
+
+impl Record {
+    /// Count the request and write its access-log line.
+    pub fn finish(self, outcome: Outcome, response_bytes: u64) {
+        let elapsed = self.start.elapsed();
+        let gw = &self.gw;
+        let route = gw.classifier.route_label(self.route);
+        let (class, upstream, rule) = match &self.decision {
+            Some(d) => (
+                d.class.as_str(),
+                gw.policy.upstream_for(d.class).name(),
+                &*d.rule,
+            ),
+            None => (NONE, NONE, NONE),
+        };
+        if let Outcome::UpstreamError(kind) = outcome {
+            gw.metrics.upstream_error(upstream, kind);
+        }
+        gw.metrics.request_done(
+            route,
+            class,
+            upstream,
+            self.status.as_str(),
+            elapsed.as_secs_f64(),
+        );
+        if gw.config.log.access_log {
+            let request_id = self
+                .request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            let marker = self.decision.as_ref().map(|d| &d.marker);
+            tracing::info!(
+                target: "switchyard::access",
+                request_id,
+                method = %self.method,
+                route,
+                class,
+                rule,
+                marker = marker.map(tracing::field::display),
+                upstream,
+                status = self.status.as_u16(),
+                outcome = outcome.as_str(),
+                response_bytes,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+            );
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Upstream clients: one pooled hyper client per upstream, URI mapping and request headers.
+//!
+//! An `UpstreamClient` knows how to reach exactly one upstream. It never chooses which
+//! upstream serves a request (that is `policy.rs`) and never retries elsewhere: a failure is
+//! returned to the caller as an `UpstreamError` and becomes a gateway error.
+
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{Timeouts, Upstream, UpstreamUrl};
+use crate::proxy::body::UpstreamBody;
+use crate::proxy::headers::strip_hop_by_hop;
+
+/// Client credential headers; removed on the way to an upstream that sets its own.
+pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "api-key", "x-api-key"];
+
+/// Why a request to an upstream failed, before any response byte came back.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("could not connect to upstream {upstream}: {detail}")]
+    Connect { upstream: String, detail: String },
+    #[error("upstream {upstream} did not connect within {timeout:?}")]
+    ConnectTimeout { upstream: String, timeout: Duration },
+    #[error("upstream {upstream} sent no response head within {timeout:?}")]
+    FirstByteTimeout { upstream: String, timeout: Duration },
+    #[error("upstream {upstream} failed before answering: {detail}")]
+    Protocol { upstream: String, detail: String },
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("the client's request body failed: {detail}")]
+    ClientBody { detail: String },
+}
+
+/// A pooled client for one upstream plus everything needed to address it.
+pub struct UpstreamClient {
+    name: String,
+    name_header: HeaderValue,
+    url: UpstreamUrl,
+    version: Version,
+    set_headers: Vec<(HeaderName, HeaderValue)>,
+    forward_client_credentials: bool,
+    timeouts: Timeouts,
+    client: Client<HttpConnector, UpstreamBody>,
+}
+
+impl UpstreamClient {
+    pub fn new(cfg: &Upstream) -> UpstreamClient {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.timeouts.connect));
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+            .http2_only(cfg.http2)
+            .build(connector);
+        let name_header = HeaderValue::from_str(&cfg.name)
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        UpstreamClient {
+            name: cfg.name.clone(),
+            name_header,
+            url: cfg.url.clone(),
+            version: if cfg.http2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            },
+            set_headers: cfg
+                .set_headers
+                .iter()
+                .map(|(n, v)| (n.clone(), v.0.clone()))
+                .collect(),
+            forward_client_credentials: cfg.forward_client_credentials,
+            timeouts: cfg.timeouts,
+            client,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The upstream name as a header value, for `x-switchyard-upstream`.
+    pub fn name_header(&self) -> &HeaderValue {
+        &self.name_header
+    }
+
+    pub fn url(&self) -> &UpstreamUrl {
+        &self.url
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Map a client path-and-query onto this upstream: the client-facing `base_path` prefix
+    /// is replaced by the upstream URL's path; other paths are kept as they are.
+    pub fn map_uri(&self, base_path: &str, pq: &PathAndQuery) -> Result<Uri, http::Error> {
+        let path = pq.path();
+        let rest = if base_path.is_empty() {
+            Some(path)
+        } else {
+            path.strip_prefix(base_path)
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        let mut target = String::with_capacity(self.url.path.len() + pq.as_str().len());
+        match rest {
+            Some(rest) => {
+                target.push_str(&self.url.path);
+                target.push_str(rest);
+            }
+            None => target.push_str(path),
+        }
+        if target.is_empty() {
+            target.push('/');
+        }
+        if let Some(q) = pq.query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        Uri::builder()
+            .scheme(self.url.scheme.clone())
+            .authority(self.url.authority.clone())
+            .path_and_query(target)
+            .build()
+    }
+
+    /// Rewrite the client's headers for this upstream: hop-by-hop and `host` removed,
+    /// client credentials removed when the upstream sets its own, configured headers set.
+    pub fn prepare_headers(&self, headers: &mut HeaderMap) {
+        strip_hop_by_hop(headers);
+        headers.remove(header::HOST);
+        headers.remove(header::EXPECT);
+        if !self.forward_client_credentials {
+            for name in CREDENTIAL_HEADERS {
+                headers.remove(*name);
+            }
+        }
+        for (name, value) in &self.set_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    /// Send `req` (already mapped and prepared) and wait for the response head, at most
+    /// `first_byte` long. Nothing here retries on another upstream.
+    pub async fn send(
+        &self,
+        mut req: Request<UpstreamBody>,
+        first_byte: Duration,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        *req.version_mut() = self.version;
+        match tokio::time::timeout(first_byte, self.client.request(req)).await {
+            Err(_) => Err(UpstreamError::FirstByteTimeout {
+                upstream: self.name.clone(),
+                timeout: first_byte,
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(self.classify_error(&e)),
+        }
+    }
+
+    fn classify_error(&self, e: &hyper_util::client::legacy::Error) -> UpstreamError {
+        use std::error::Error as _;
+        let mut source = e.source();
+        while let Some(err) = source {
+            if let Some(limit) = err.downcast_ref::<crate::proxy::body::BodyLimitExceeded>() {
+                return UpstreamError::BodyTooLarge { limit: limit.limit };
+            }
+            if let Some(hyper_err) = err.downcast_ref::<hyper::Error>() {
+                if hyper_err.is_user() {
+                    if let Some(inner) = hyper_err.source() {
+                        if let Some(limit) =
+                            inner.downcast_ref::<crate::proxy::body::BodyLimitExceeded>()
+                        {
+                            return UpstreamError::BodyTooLarge { limit: limit.limit };
+                        }
+                        if inner.downcast_ref::<hyper::Error>().is_some() {
+                            return UpstreamError::ClientBody {
+                                detail: inner.to_string(),
+                            };
+                        }
+                    }
+                }
+            }
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::TimedOut && e.is_connect() {
+                    return UpstreamError::ConnectTimeout {
+                        upstream: self.name.clone(),
+                        timeout: self.timeouts.connect,
+                    };
+                }
+            }
+            source = err.source();
+        }
+        let detail = error_chain(e);
+        if e.is_connect() {
+            UpstreamError::Connect {
+                upstream: self.name.clone(),
+                detail,
+            }
+        } else {
+            UpstreamError::Protocol {
+                upstream: self.name.clone(),
+                detail,
+            }
+        }
+    }
+}
+
+/// The error and its sources on one line (hyper's top-level messages are terse).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(err) = source {
+        let text = err.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = err.source();
+    }
+    out
+}
