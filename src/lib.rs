@@ -20,15 +20,15 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod classify;
-pub mod mock;
 pub mod admin;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
+pub mod mock;
 pub mod policy;
 pub mod proxy;
 pub mod server;

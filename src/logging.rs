@@ -1,5 +1,7 @@
 //! Logging setup: `tracing` to stdout through a non-blocking writer, human or JSON.
 
+use std::io::IsTerminal;
+
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
@@ -14,6 +16,7 @@ pub fn init(log: &Log) -> WorkerGuard {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
         .with_writer(writer);
     let result = match log.format {
         LogFormat::Human => builder.try_init(),

@@ -13,6 +13,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::config::{Timeouts, Upstream, UpstreamUrl};
 use crate::proxy::body::UpstreamBody;
@@ -30,6 +32,8 @@ pub enum UpstreamError {
     ConnectTimeout { upstream: String, timeout: Duration },
     #[error("upstream {upstream} sent no response head within {timeout:?}")]
     FirstByteTimeout { upstream: String, timeout: Duration },
+    #[error("upstream {upstream} did not answer within the request timeout")]
+    RequestTimeout { upstream: String },
     #[error("upstream {upstream} failed before answering: {detail}")]
     Protocol { upstream: String, detail: String },
     #[error("request body exceeds the limit of {limit} bytes")]
@@ -150,18 +154,42 @@ impl UpstreamClient {
         }
     }
 
-    /// Send `req` (already mapped and prepared) and wait for the response head, at most
-    /// `first_byte` long. Nothing here retries on another upstream.
+    /// Send `req` (already mapped and prepared) and wait for the response head. The
+    /// first-byte clock starts when the request body has been sent (`uploaded` fires, or is
+    /// `None` for a body that is already complete); until then only `deadline` applies.
+    /// Nothing here retries on another upstream.
     pub async fn send(
         &self,
         mut req: Request<UpstreamBody>,
-        first_byte: Duration,
+        uploaded: Option<oneshot::Receiver<()>>,
+        deadline: Instant,
     ) -> Result<Response<Incoming>, UpstreamError> {
         *req.version_mut() = self.version;
-        match tokio::time::timeout(first_byte, self.client.request(req)).await {
+        let response = self.client.request(req);
+        tokio::pin!(response);
+        if let Some(uploaded) = uploaded {
+            tokio::select! {
+                result = &mut response => return result.map_err(|e| self.classify_error(&e)),
+                // Sent, or the body was dropped because the exchange failed: either way the
+                // response future now settles on its own terms.
+                _ = uploaded => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(UpstreamError::RequestTimeout { upstream: self.name.clone() });
+                }
+            }
+        }
+        let now = Instant::now();
+        let budget = self.timeouts.first_byte;
+        let until = deadline.min(now + budget);
+        match tokio::time::timeout_at(until, &mut response).await {
+            Err(_) if until == deadline && deadline < now + budget => {
+                Err(UpstreamError::RequestTimeout {
+                    upstream: self.name.clone(),
+                })
+            }
             Err(_) => Err(UpstreamError::FirstByteTimeout {
                 upstream: self.name.clone(),
-                timeout: first_byte,
+                timeout: budget,
             }),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(self.classify_error(&e)),

@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{chunked, Harness};
+use common::{chunked, metric, Harness};
 use http::{Method, StatusCode};
 
 const SIZES: [usize; 3] = [64 * 1024 + 1, 1024 * 1024, 20 * 1024 * 1024];
@@ -155,6 +155,19 @@ async fn streamed_request_bodies_arrive_byte_identical() {
         assert_eq!(reply.json()["bytes"], len, "the mock saw every byte");
         assert_eq!(h.primary.request_count(), 0);
     }
+    // Streamed bytes are counted as they pass.
+    let s = h
+        .scrape_when(|s| {
+            metric("switchyard_requests_total")
+                .label("route", "/v1/files")
+                .sum_in(s)
+                == Some(3.0)
+        })
+        .await;
+    metric("switchyard_request_bytes_total")
+        .label("route", "/v1/files")
+        .label("upstream", "secondary")
+        .assert_value(&s, SIZES.iter().sum::<usize>() as f64);
     h.shutdown().await;
 }
 
@@ -209,5 +222,16 @@ async fn large_responses_arrive_byte_identical() {
             "the upstream's content-length is kept"
         );
     }
+    let s = h
+        .scrape_when(|s| metric("switchyard_requests_total").sum_in(s) == Some(2.0))
+        .await;
+    metric("switchyard_response_bytes_total")
+        .label("route", "/v1/models")
+        .label("upstream", "primary")
+        .assert_value(&s, len as f64);
+    metric("switchyard_response_bytes_total")
+        .label("route", "/v1/files/{id}/content")
+        .label("upstream", "secondary")
+        .assert_value(&s, len as f64);
     h.shutdown().await;
 }

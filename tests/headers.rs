@@ -445,6 +445,11 @@ async fn upstream_request_id_does_not_replace_the_gateways() {
         ["client-7"],
         "the client's id comes back, not the provider's"
     );
+    assert_eq!(
+        reply.header("x-upstream-request-id"),
+        Some("req_from_provider"),
+        "the provider's own id is kept under another name"
+    );
 
     let reply = h.get("/v1/models").await;
     let id = reply.header("x-request-id").unwrap_or_default();
@@ -453,6 +458,34 @@ async fn upstream_request_id_does_not_replace_the_gateways() {
         "the gateway's generated id comes back, got {id:?}"
     );
     h.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_cannot_speak_for_the_gateway() {
+    // An upstream's own x-switchyard-* headers never reach the client: replaced by the real
+    // decision, or removed when decision headers are off.
+    let upstream = raw_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+          x-switchyard-class: stateful\r\nx-switchyard-upstream: secondary\r\n\
+          x-switchyard-rule: forged\r\nx-switchyard-marker: forged\r\ncontent-length: 2\r\n\r\n{}",
+        false,
+    )
+    .await;
+    for (decision_headers, want_class) in [(true, Some("stateless")), (false, None)] {
+        let h = Harness::with_config(&format!(
+            "[server]\ndecision_headers = {decision_headers}\n[upstreams.primary]\nurl = \"http://{upstream}/v1\"\n"
+        ))
+        .await;
+        let reply = h.get("/v1/models").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.header("x-switchyard-class"), want_class);
+        assert_ne!(reply.header("x-switchyard-rule"), Some("forged"));
+        assert_ne!(reply.header("x-switchyard-marker"), Some("forged"));
+        if !decision_headers {
+            assert_eq!(reply.header("x-switchyard-upstream"), None);
+        }
+        h.shutdown().await;
+    }
 }
 
 #[tokio::test]

@@ -391,3 +391,18 @@ async fn health_and_readiness_endpoints() {
     h.assert_no_upstream_contacted("admin requests");
     h.shutdown().await;
 }
+
+#[test]
+fn the_matcher_parses_labels_escapes_and_special_values() {
+    let s = Scrape::parse(
+        "# HELP x y\n# TYPE x counter\nx{a=\"1\",b=\"q\\\"uote\"} 3\nx{a=\"2\"} 4\ny 1.5\nh_bucket{le=\"+Inf\"} 2\n",
+    );
+    assert_eq!(metric("x").sum_in(&s), Some(7.0));
+    assert_eq!(metric("x").label("a", 1).sum_in(&s), Some(3.0));
+    assert_eq!(metric("x").label("b", "q\"uote").sum_in(&s), Some(3.0));
+    assert_eq!(metric("y").sum_in(&s), Some(1.5));
+    assert_eq!(metric("h_bucket").label("le", "+Inf").sum_in(&s), Some(2.0));
+    assert_eq!(metric("x").label("a", 3).sum_in(&s), None);
+    let missing = std::panic::catch_unwind(|| metric("x").label("a", 1).assert_value(&s, 4.0));
+    assert!(missing.is_err(), "a wrong value fails the assertion");
+}

@@ -597,14 +597,28 @@ async fn operator_rules_come_before_builtins() {
         [[rules]]
         name = "agent-session"
         class = "stateful"
+        methods = ["POST"]
         path = "/v1/chat/completions"
         body_present = ["/metadata/agent_session"]
 
         [[rules]]
         name = "sticky-tier"
         class = "stateful"
+        methods = ["POST"]
         path = "/v1/chat/completions"
         body_equals = { "/metadata/tier" = "sticky" }
+
+        [[rules]]
+        name = "sticky-header"
+        class = "stateful"
+        header_present = ["x-sticky-session"]
+
+        [[rules]]
+        name = "modelless-embeddings"
+        class = "stateful"
+        methods = ["POST"]
+        path = "/v1/embeddings"
+        body_absent = ["/model"]
 
         [[rules]]
         name = "force-stateless-eval"
@@ -666,6 +680,25 @@ async fn operator_rules_come_before_builtins() {
         )
         .json(json!({}))
         .rule("force-stateless-eval"),
+        row("header present", "GET", "/v1/models", Stateful)
+            .header("x-sticky-session", "")
+            .rule("sticky-header"),
+        row(
+            "body absent on a head-decided route",
+            "POST",
+            "/v1/embeddings",
+            Stateful,
+        )
+        .json(json!({"input": "x"}))
+        .rule("modelless-embeddings"),
+        row(
+            "body absent does not hold",
+            "POST",
+            "/v1/embeddings",
+            Stateless,
+        )
+        .json(json!({"input": "x", "model": "e"}))
+        .rule("stateless.endpoints"),
         row("builtins still apply", "POST", "/v1/responses", Stateful)
             .json(json!({"model": "m", "input": "x"})),
     ];
@@ -770,5 +803,48 @@ async fn decision_headers_name_rule_and_marker() {
         rule.contains("chat"),
         "the rule names the chat table: {rule:?}"
     );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn builtins_off_leaves_operator_rules_and_default() {
+    let h = Harness::with_config(
+        r#"
+        [classifier]
+        builtins = false
+
+        [[rules]]
+        name = "only-files"
+        class = "stateful"
+        path = "/v1/files/*"
+        "#,
+    )
+    .await;
+    let rows = vec![
+        row(
+            "stored response is now default",
+            "POST",
+            "/v1/responses",
+            Stateless,
+        )
+        .json(json!({"model": "m", "input": "x"}))
+        .rule("default"),
+        row(
+            "invalid json is not read",
+            "POST",
+            "/v1/responses",
+            Stateless,
+        )
+        .raw("application/json", b"{not json")
+        .rule("default"),
+        row("mcp header ignored", "GET", "/v1/models", Stateless)
+            .header("mcp-session-id", "s")
+            .rule("default"),
+        row("operator rule", "POST", "/v1/files", Stateful)
+            .raw("application/octet-stream", b"abc")
+            .rule("only-files"),
+    ];
+    let failures = check_rows(&h, &h.client, &rows).await;
+    assert_no_failures(failures, rows.len());
     h.shutdown().await;
 }

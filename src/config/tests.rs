@@ -406,7 +406,7 @@ fn rule_error_texts() {
             r#"rules[0].header_present[0] = "bad header": is not a valid HTTP header name"#,
         ),
         (
-            "[[rules]]\nname = \"r\"\nclass = \"stateful\"\nbody_equals = { \"/a\" = [1] }",
+            "[[rules]]\nname = \"r\"\nclass = \"stateful\"\nmethods = [\"POST\"]\nbody_equals = { \"/a\" = [1] }",
             r#"rules[0].body_equals."/a" = [1]: must be a string, number or boolean"#,
         ),
         (
@@ -430,6 +430,17 @@ fn rule_error_texts() {
     assert!(
         pointer.starts_with(r#"rules[0].body_present[0] = "store": "#),
         "{pointer}"
+    );
+    // Body conditions need methods that carry a body, or every GET would be read and refused.
+    assert_eq!(
+        error_plus("[[rules]]\nname = \"r\"\nclass = \"stateful\"\nbody_present = [\"/a\"]"),
+        r#"rules[0].methods = []: a rule with body_* conditions must list only methods that carry a body, such as ["POST"]"#
+    );
+    assert_eq!(
+        error_plus(
+            "[[rules]]\nname = \"r\"\nclass = \"stateful\"\nmethods = [\"POST\", \"GET\"]\nbody_absent = [\"/a\"]"
+        ),
+        r#"rules[0].methods = ["POST", "GET"]: a rule with body_* conditions must list only methods that carry a body, such as ["POST"]"#
     );
 }
 

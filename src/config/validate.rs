@@ -443,7 +443,10 @@ fn classifier(raw: &RawConfig, base_path: &str) -> Result<ClassifierSettings, Co
     let mut rules: Vec<RuleSpec> = Vec::with_capacity(raw.rules.len());
     for (i, r) in raw.rules.iter().enumerate() {
         let spec = rule(&format!("rules[{i}]"), r)?;
-        let reserved = [crate::classify::DEFAULT_RULE, crate::policy::UNCLASSIFIABLE_RULE];
+        let reserved = [
+            crate::classify::DEFAULT_RULE,
+            crate::policy::UNCLASSIFIABLE_RULE,
+        ];
         if builtins.contains(&spec.name.as_str())
             || reserved.contains(&spec.name.as_str())
             || rules.iter().any(|p| p.name == spec.name)
@@ -550,6 +553,18 @@ fn rule(prefix: &str, raw: &RawRule) -> Result<RuleSpec, ConfigError> {
         || !spec.body_present.is_empty()
         || !spec.body_absent.is_empty()
         || !spec.body_equals.is_empty();
+    let has_body_condition = !spec.body_present.is_empty()
+        || !spec.body_absent.is_empty()
+        || !spec.body_equals.is_empty();
+    let bodiless = |m: &Method| matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS);
+    if has_body_condition && (spec.methods.is_empty() || spec.methods.iter().any(bodiless)) {
+        // Otherwise every GET would be read for a JSON body and refused as unclassifiable.
+        return Err(invalid(
+            &key("methods"),
+            &format!("{:?}", raw.methods),
+            "a rule with body_* conditions must list only methods that carry a body, such as [\"POST\"]",
+        ));
+    }
     if !has_condition {
         return Err(invalid(
             prefix,

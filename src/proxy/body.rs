@@ -18,6 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use prometheus::{IntCounter, IntGauge};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 use super::record::{Outcome, Record};
@@ -88,21 +89,32 @@ impl Body for UpstreamBody {
     }
 }
 
-/// The client's body with a byte limit and a byte counter.
+/// The client's body with a byte limit and a byte counter. It reports the end of the upload
+/// on `uploaded` (or by being dropped), so that the first-byte clock starts only then.
 pub struct LimitedIncoming {
     inner: Incoming,
     limit: u64,
     seen: u64,
     counter: IntCounter,
+    uploaded: Option<oneshot::Sender<()>>,
 }
 
 impl LimitedIncoming {
-    pub fn new(inner: Incoming, limit: u64, counter: IntCounter) -> Self {
-        LimitedIncoming {
+    pub fn new(inner: Incoming, limit: u64, counter: IntCounter) -> (Self, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let body = LimitedIncoming {
             inner,
             limit,
             seen: 0,
             counter,
+            uploaded: Some(tx),
+        };
+        (body, rx)
+    }
+
+    fn uploaded(&mut self) {
+        if let Some(tx) = self.uploaded.take() {
+            let _ = tx.send(());
         }
     }
 }
@@ -127,10 +139,16 @@ impl Body for LimitedIncoming {
                     }
                     self.counter.inc_by(len);
                 }
+                if self.inner.is_end_stream() {
+                    self.uploaded();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                self.uploaded();
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -246,6 +264,15 @@ impl ObservedBody {
         in_flight: InFlight,
     ) -> Self {
         let now = Instant::now();
+        let (record, in_flight) = if inner.is_end_stream() {
+            // Nothing to relay (HEAD, 204, 304, empty body): hyper will not poll this body,
+            // so the exchange is complete now.
+            drop(in_flight);
+            record.finish(Outcome::Completed, 0);
+            (None, None)
+        } else {
+            (Some(record), Some(in_flight))
+        };
         ObservedBody {
             inner,
             timer: tokio::time::sleep_until(deadline.min(now + idle)),
@@ -254,8 +281,8 @@ impl ObservedBody {
             last_frame: now,
             bytes: 0,
             counter,
-            record: Some(record),
-            in_flight: Some(in_flight),
+            record,
+            in_flight,
         }
     }
 }

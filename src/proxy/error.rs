@@ -37,9 +37,9 @@ impl ProxyError {
             ProxyError::Upstream { error, .. } => match error {
                 UpstreamError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 UpstreamError::ClientBody { .. } => StatusCode::BAD_REQUEST,
-                UpstreamError::ConnectTimeout { .. } | UpstreamError::FirstByteTimeout { .. } => {
-                    StatusCode::GATEWAY_TIMEOUT
-                }
+                UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::FirstByteTimeout { .. }
+                | UpstreamError::RequestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 UpstreamError::Connect { .. } | UpstreamError::Protocol { .. } => {
                     StatusCode::BAD_GATEWAY
                 }
@@ -60,9 +60,9 @@ impl ProxyError {
             ProxyError::Upstream { error, .. } => match error {
                 UpstreamError::BodyTooLarge { .. } => Rejection::BodyTooLarge,
                 UpstreamError::ClientBody { .. } => Rejection::ClientBody,
-                UpstreamError::ConnectTimeout { .. } | UpstreamError::FirstByteTimeout { .. } => {
-                    Rejection::Timeout
-                }
+                UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::FirstByteTimeout { .. }
+                | UpstreamError::RequestTimeout { .. } => Rejection::Timeout,
                 UpstreamError::Connect { .. } => Rejection::UpstreamUnavailable,
                 UpstreamError::Protocol { .. } => Rejection::UpstreamProtocol,
             },
@@ -76,6 +76,7 @@ impl ProxyError {
                 UpstreamError::Connect { .. } => Some(UpstreamErrorKind::Connect),
                 UpstreamError::ConnectTimeout { .. } => Some(UpstreamErrorKind::ConnectTimeout),
                 UpstreamError::FirstByteTimeout { .. } => Some(UpstreamErrorKind::FirstByteTimeout),
+                UpstreamError::RequestTimeout { .. } => Some(UpstreamErrorKind::RequestTimeout),
                 UpstreamError::Protocol { .. } => Some(UpstreamErrorKind::Protocol),
                 UpstreamError::BodyTooLarge { .. } | UpstreamError::ClientBody { .. } => None,
             },

@@ -13,6 +13,9 @@ pub const MARKER_HEADER: HeaderName = HeaderName::from_static("x-switchyard-mark
 /// The request id header, set on the way in and echoed on every response.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Where a provider's own `x-request-id` goes when it differs from the gateway's.
+pub const UPSTREAM_REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-upstream-request-id");
+
 /// Connection-level headers (RFC 9110 §7.6.1) that a proxy must not forward.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,

@@ -21,15 +21,17 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use self::body::{InFlight, LimitedIncoming, ObservedBody, ProxyBody, UpstreamBody};
 use self::error::ProxyError;
 use self::headers::{
     label_value, strip_hop_by_hop, CLASS_HEADER, MARKER_HEADER, REQUEST_ID_HEADER, RULE_HEADER,
-    UPSTREAM_HEADER,
+    UPSTREAM_HEADER, UPSTREAM_REQUEST_ID_HEADER,
 };
 use self::record::{Outcome, Record};
 use crate::classify::{Decision, Inspection, RouteId, Unclassifiable};
@@ -67,6 +69,8 @@ impl tower::Service<Request<Incoming>> for ProxyService {
 struct Classified {
     decision: Decision,
     body: UpstreamBody,
+    /// Fires when a streamed body has been sent; `None` when the body is already complete.
+    uploaded: Option<oneshot::Receiver<()>>,
 }
 
 /// A refusal before any upstream was contacted (boxed: it is the rare path).
@@ -97,7 +101,11 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
             return refuse(&gw, rec, None, &refusal.error, &request_id);
         }
     };
-    let Classified { decision, body } = classified;
+    let Classified {
+        decision,
+        body,
+        uploaded,
+    } = classified;
     gw.metrics.decision(decision.class, &decision.rule);
 
     let upstream = gw.policy.upstream_for(decision.class);
@@ -108,11 +116,8 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
     let (_, response_counter) = gw.metrics.byte_counters(route_label, upstream.name());
 
     let sent_at = Instant::now();
-    let first_byte = timeouts
-        .first_byte
-        .min(deadline.saturating_duration_since(sent_at));
     let result = match forward(&gw, parts, body, &decision) {
-        Ok(req) => upstream.send(req, first_byte).await,
+        Ok(req) => upstream.send(req, uploaded, deadline).await,
         Err(e) => Err(e),
     };
     match result {
@@ -124,6 +129,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
             );
             let (mut head, incoming) = resp.into_parts();
             strip_hop_by_hop(&mut head.headers);
+            own_request_id(&mut head.headers, &request_id);
             decision_headers(&gw, &mut head.headers, &decision);
             let rec = record(decision.route, Some(decision.clone()), head.status);
             let observed = ObservedBody::new(
@@ -204,6 +210,7 @@ async fn classify(
             Ok(Classified {
                 decision,
                 body: UpstreamBody::buffered(bytes),
+                uploaded: None,
             })
         }
     }
@@ -211,14 +218,35 @@ async fn classify(
 
 /// A head-decided request: its body streams through, within the size limit.
 fn streamed(gw: &Gateway, decision: Decision, body: Incoming) -> Classified {
+    if body.is_end_stream() {
+        // No body (GET and friends): nothing to stream, nothing to wait for.
+        return Classified {
+            decision,
+            body: UpstreamBody::buffered(Bytes::new()),
+            uploaded: None,
+        };
+    }
     let (request_counter, _) = gw.metrics.byte_counters(
         gw.classifier.route_label(decision.route),
         gw.policy.upstream_for(decision.class).name(),
     );
     let limit = gw.config.limits.max_body_bytes;
+    let (body, uploaded) = LimitedIncoming::new(body, limit, request_counter);
     Classified {
-        body: UpstreamBody::Streaming(LimitedIncoming::new(body, limit, request_counter)),
+        body: UpstreamBody::Streaming(body),
         decision,
+        uploaded: Some(uploaded),
+    }
+}
+
+/// The response carries the gateway's request id (the client's own, or the one it was
+/// given); a provider's different id is kept as `x-upstream-request-id`.
+fn own_request_id(headers: &mut HeaderMap, request_id: &Option<HeaderValue>) {
+    let Some(id) = request_id else { return };
+    if let Some(theirs) = headers.insert(REQUEST_ID_HEADER, id.clone()) {
+        if theirs != id {
+            headers.insert(UPSTREAM_REQUEST_ID_HEADER, theirs);
+        }
     }
 }
 
@@ -269,19 +297,24 @@ fn refuse(
     }
     tracing::debug!(error = %error, "request refused");
     let (mut head, body) = error.to_response().into_parts();
+    let body_len = body.size_hint().exact().unwrap_or(0);
     if let Some(d) = decision {
         decision_headers(gw, &mut head.headers, d);
     }
     if let Some(id) = request_id {
         head.headers.insert(REQUEST_ID_HEADER, id.clone());
     }
-    rec.finish(Outcome::Rejected(error.rejection()), 0);
+    rec.finish(Outcome::Rejected(error.rejection()), body_len);
     Response::from_parts(head, ProxyBody::local(body))
 }
 
 /// Add `x-switchyard-{class,upstream,rule,marker}` unless turned off.
 fn decision_headers(gw: &Gateway, headers: &mut HeaderMap, decision: &Decision) {
     if !gw.config.server.decision_headers {
+        // Never let an upstream speak for the gateway.
+        for name in [CLASS_HEADER, UPSTREAM_HEADER, RULE_HEADER, MARKER_HEADER] {
+            headers.remove(name);
+        }
         return;
     }
     headers.insert(

@@ -87,7 +87,7 @@ impl Record {
                 status = self.status.as_u16(),
                 outcome = outcome.as_str(),
                 response_bytes,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                duration_ms = elapsed.as_micros() as f64 / 1000.0,
             );
         }
     }

@@ -205,21 +205,3 @@ impl MetricMatch {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_labels_and_values() {
-        let s = Scrape::parse(
-            "# HELP x y\n# TYPE x counter\nx{a=\"1\",b=\"q\\\"uote\"} 3\nx{a=\"2\"} 4\ny 1.5\nh_bucket{le=\"+Inf\"} 2\n",
-        );
-        assert_eq!(metric("x").sum_in(&s), Some(7.0));
-        assert_eq!(metric("x").label("a", 1).sum_in(&s), Some(3.0));
-        assert_eq!(metric("x").label("b", "q\"uote").sum_in(&s), Some(3.0));
-        assert_eq!(metric("y").sum_in(&s), Some(1.5));
-        assert_eq!(metric("h_bucket").label("le", "+Inf").sum_in(&s), Some(2.0));
-        assert_eq!(metric("x").label("a", 3).sum_in(&s), None);
-    }
-}
