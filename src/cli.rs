@@ -160,19 +160,27 @@ pub fn explain(args: &ExplainArgs) -> Result<String, ExplainError> {
     };
     let classifier = Classifier::new(config.classifier.clone());
     let policy = Policy::new(&config)?;
+    let limit = config.limits.max_body_bytes;
     let outcome = classifier.classify(&method, pq.path(), &headers, &body);
     let route = match &outcome {
         Ok(d) => d.route,
         Err(u) => u.route,
     };
     let route = classifier.route_label(route).to_owned();
+    if body.len() as u64 > limit {
+        return Ok(refused(
+            &ProxyError::BodyTooLarge { limit },
+            &route,
+            args.json,
+        ));
+    }
     Ok(match policy.settle(outcome) {
         Ok(d) => {
             let upstream = policy.upstream_for(d.class);
-            let target = upstream
-                .map_uri(&config.server.base_path, &pq)
-                .map(|u| u.to_string())
-                .unwrap_or_default();
+            let target = match upstream.map_uri(&config.server.base_path, &pq) {
+                Ok(uri) => uri.to_string(),
+                Err(e) => format!("(cannot build the upstream URI: {e})"),
+            };
             if args.json {
                 serde_json::json!({
                     "class": d.class.as_str(), "rule": &*d.rule, "marker": d.marker.to_string(),
@@ -194,25 +202,27 @@ pub fn explain(args: &ExplainArgs) -> Result<String, ExplainError> {
                 )
             }
         }
-        Err(u) => {
-            let error = ProxyError::Unclassifiable(u);
-            if args.json {
-                serde_json::json!({
-                    "refused": error.status().as_u16(), "code": error.code(),
-                    "message": error.to_string(), "route": route,
-                })
-                .to_string()
-                    + "\n"
-            } else {
-                format!(
-                    "refused:  {} {}\ncode:     {}\nmessage:  {}\nroute:    {}\nforward:  nothing (no upstream is contacted)\n",
-                    error.status().as_u16(),
-                    error.status().canonical_reason().unwrap_or(""),
-                    error.code(),
-                    error,
-                    route
-                )
-            }
-        }
+        Err(u) => refused(&ProxyError::Unclassifiable(u), &route, args.json),
     })
+}
+
+/// How `explain` shows a request the gateway would refuse without contacting any upstream.
+fn refused(error: &ProxyError, route: &str, json: bool) -> String {
+    if json {
+        serde_json::json!({
+            "refused": error.status().as_u16(), "code": error.code(),
+            "message": error.to_string(), "route": route,
+        })
+        .to_string()
+            + "\n"
+    } else {
+        format!(
+            "refused:  {} {}\ncode:     {}\nmessage:  {}\nroute:    {}\nforward:  nothing (no upstream is contacted)\n",
+            error.status().as_u16(),
+            error.status().canonical_reason().unwrap_or(""),
+            error.code(),
+            error,
+            route
+        )
+    }
 }

@@ -6,16 +6,19 @@
 //! One request's path through the modules:
 //!
 //! ```text
-//!  server ──accept──▶ proxy::service (tower stack: request id → ProxyService)
+//!  server ──accept──▶ tower stack (SetRequestId) ──▶ proxy::ProxyService
 //!                       │
 //!                       ├─ classify   classify::Classifier::inspect(method, path, headers)
-//!                       │             └─ body needed? buffer ≤ max_body_bytes, then finish(body)
-//!                       ├─ decide     policy::Policy::upstream_for(class)   (the only place
-//!                       │             that picks an upstream; no failover across classes)
-//!                       ├─ forward    upstream::Upstream::send (mapped path, stripped hop-by-hop
-//!                       │             headers, configured credentials, exact body bytes)
+//!                       │             └─ body needed? buffer ≤ max_body_bytes, then
+//!                       │                PendingBody::finish(&bytes)
+//!                       ├─ decide     policy::Policy::settle / Policy::upstream_for(class):
+//!                       │             the only place that picks an upstream; no failover
+//!                       ├─ forward    upstream::UpstreamClient::{map_uri, prepare_headers, send}:
+//!                       │             mapped path, stripped hop-by-hop headers, configured
+//!                       │             credentials, the exact body bytes
 //!                       └─ record     proxy::body::ObservedBody streams the answer back and,
-//!                                     when it ends, records metrics and the access log line
+//!                                     when it ends, proxy::record::Record writes metrics and
+//!                                     the access-log line (exactly once, even if the client leaves)
 //!  admin ── /metrics (metrics::Metrics), /healthz, /readyz
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

@@ -29,12 +29,16 @@ pub enum Rejection {
     ClientBody,
     UpstreamUnavailable,
     UpstreamProtocol,
+    /// The upstream did not connect or answer in time.
     Timeout,
+    /// The client did not send its body in time.
+    ClientTimeout,
+    MethodNotAllowed,
     BadRequest,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 8] = [
+    pub const ALL: [Rejection; 10] = [
         Rejection::Unclassifiable,
         Rejection::AmbiguousPath,
         Rejection::BodyTooLarge,
@@ -42,6 +46,8 @@ impl Rejection {
         Rejection::UpstreamUnavailable,
         Rejection::UpstreamProtocol,
         Rejection::Timeout,
+        Rejection::ClientTimeout,
+        Rejection::MethodNotAllowed,
         Rejection::BadRequest,
     ];
 
@@ -54,6 +60,8 @@ impl Rejection {
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamProtocol => "upstream_protocol",
             Rejection::Timeout => "timeout",
+            Rejection::ClientTimeout => "client_timeout",
+            Rejection::MethodNotAllowed => "method_not_allowed",
             Rejection::BadRequest => "bad_request",
         }
     }

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestUuid, SetRequestIdLayer};
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
@@ -76,8 +76,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
 
     let proxy_listener = bind("server.listen", cfg.server.listen).await?;
     let admin_listener = bind("admin.listen", cfg.admin.listen).await?;
-    let proxy_addr = local_addr("server.listen", &proxy_listener)?;
-    let admin_addr = local_addr("admin.listen", &admin_listener)?;
+    let proxy_addr = local_addr("server.listen", cfg.server.listen, &proxy_listener)?;
+    let admin_addr = local_addr("admin.listen", cfg.admin.listen, &admin_listener)?;
 
     let mut proxy_builder = auto::Builder::new(TokioExecutor::new());
     proxy_builder
@@ -94,10 +94,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
     // The request path, outermost layer first.
     let proxy_service = ServiceBuilder::new()
         // Every request gets an id before anything logs or forwards it; a client's own
-        // `x-request-id` is kept so that its traces line up with ours.
+        // `x-request-id` is kept so that its traces line up with ours. The proxy puts it on
+        // every response (over a provider's own), so no propagation layer is needed.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        // The id goes back on every response, the gateway's own errors included.
-        .layer(PropagateRequestIdLayer::x_request_id())
         // classify → decide → forward → record (see proxy/mod.rs).
         .service(ProxyService::new(gateway.clone()));
 
@@ -150,12 +149,14 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, Startu
         .map_err(|source| StartupError::Bind { key, addr, source })
 }
 
-fn local_addr(key: &'static str, listener: &TcpListener) -> Result<SocketAddr, StartupError> {
-    listener.local_addr().map_err(|source| StartupError::Bind {
-        key,
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        source,
-    })
+fn local_addr(
+    key: &'static str,
+    addr: SocketAddr,
+    listener: &TcpListener,
+) -> Result<SocketAddr, StartupError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { key, addr, source })
 }
 
 /// Accept connections until shutdown, then drain them gracefully.
@@ -178,9 +179,13 @@ async fn accept_loop<S, B>(
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
+    // Connection tasks, so that any still running after the drain timeout can be ended.
+    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
+            // Reap finished connections so the set stays as large as the open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(conn) => conn,
@@ -196,7 +201,7 @@ async fn accept_loop<S, B>(
                     .serve_connection(TokioIo::new(stream), service.clone())
                     .into_owned();
                 let conn = graceful.watch(conn);
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
                     }
@@ -211,7 +216,9 @@ async fn accept_loop<S, B>(
     {
         tracing::warn!(
             listener = name,
+            open = connections.len(),
             "drain timeout passed; closing remaining connections"
         );
     }
+    connections.shutdown().await;
 }

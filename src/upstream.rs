@@ -17,13 +17,19 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::{Timeouts, Upstream, UpstreamUrl};
-use crate::proxy::body::UpstreamBody;
-use crate::proxy::headers::strip_hop_by_hop;
+use crate::proxy::body::{BodyLimitExceeded, ClientBodyError, UpstreamBody};
+use crate::proxy::headers::{strip_hop_by_hop, Upgrade};
 
 /// Client credential headers; removed on the way to an upstream that sets its own.
-pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "api-key", "x-api-key"];
+pub const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "api-key",
+    "x-api-key",
+    "ocp-apim-subscription-key",
+    "x-amz-security-token",
+];
 
-/// Why a request to an upstream failed, before any response byte came back.
+/// Why an upstream failed to answer, before any response byte came back.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("could not connect to upstream {upstream}: {detail}")]
@@ -36,10 +42,16 @@ pub enum UpstreamError {
     RequestTimeout { upstream: String },
     #[error("upstream {upstream} failed before answering: {detail}")]
     Protocol { upstream: String, detail: String },
-    #[error("request body exceeds the limit of {limit} bytes")]
+}
+
+/// Why sending a request failed: the upstream's fault, or the client's while its body was
+/// being streamed through (the upload to the upstream is then aborted).
+#[derive(Debug)]
+pub enum SendError {
+    Upstream(UpstreamError),
     BodyTooLarge { limit: u64 },
-    #[error("the client's request body failed: {detail}")]
     ClientBody { detail: String },
+    UploadTimeout,
 }
 
 /// A pooled client for one upstream plus everything needed to address it.
@@ -141,7 +153,7 @@ impl UpstreamClient {
     /// Rewrite the client's headers for this upstream: hop-by-hop and `host` removed,
     /// client credentials removed when the upstream sets its own, configured headers set.
     pub fn prepare_headers(&self, headers: &mut HeaderMap) {
-        strip_hop_by_hop(headers);
+        strip_hop_by_hop(headers, Upgrade::Strip);
         headers.remove(header::HOST);
         headers.remove(header::EXPECT);
         if !self.forward_client_credentials {
@@ -156,91 +168,80 @@ impl UpstreamClient {
 
     /// Send `req` (already mapped and prepared) and wait for the response head. The
     /// first-byte clock starts when the request body has been sent (`uploaded` fires, or is
-    /// `None` for a body that is already complete); until then only `deadline` applies.
+    /// `None` for a body that is already complete); until then only `deadline` applies, and
+    /// running out of it then is the client's slow upload, not the upstream's fault.
+    /// Returns the response and the instant the first-byte clock started.
     /// Nothing here retries on another upstream.
     pub async fn send(
         &self,
         mut req: Request<UpstreamBody>,
         uploaded: Option<oneshot::Receiver<()>>,
         deadline: Instant,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<(Response<Incoming>, Instant), SendError> {
         *req.version_mut() = self.version;
         let response = self.client.request(req);
         tokio::pin!(response);
         if let Some(uploaded) = uploaded {
             tokio::select! {
-                result = &mut response => return result.map_err(|e| self.classify_error(&e)),
+                result = &mut response => {
+                    // The upstream answered before the upload ended (an early error, say).
+                    return result
+                        .map(|r| (r, Instant::now()))
+                        .map_err(|e| self.classify_error(&e));
+                }
                 // Sent, or the body was dropped because the exchange failed: either way the
                 // response future now settles on its own terms.
                 _ = uploaded => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Err(UpstreamError::RequestTimeout { upstream: self.name.clone() });
-                }
+                _ = tokio::time::sleep_until(deadline) => return Err(SendError::UploadTimeout),
             }
         }
-        let now = Instant::now();
+        let sent = Instant::now();
         let budget = self.timeouts.first_byte;
-        let until = deadline.min(now + budget);
-        match tokio::time::timeout_at(until, &mut response).await {
-            Err(_) if until == deadline && deadline < now + budget => {
-                Err(UpstreamError::RequestTimeout {
+        let by_budget = sent + budget;
+        match tokio::time::timeout_at(by_budget.min(deadline), &mut response).await {
+            Ok(Ok(resp)) => Ok((resp, sent)),
+            Ok(Err(e)) => Err(self.classify_error(&e)),
+            Err(_) if deadline < by_budget => {
+                Err(SendError::Upstream(UpstreamError::RequestTimeout {
                     upstream: self.name.clone(),
-                })
+                }))
             }
-            Err(_) => Err(UpstreamError::FirstByteTimeout {
+            Err(_) => Err(SendError::Upstream(UpstreamError::FirstByteTimeout {
                 upstream: self.name.clone(),
                 timeout: budget,
-            }),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(self.classify_error(&e)),
+            })),
         }
     }
 
-    fn classify_error(&self, e: &hyper_util::client::legacy::Error) -> UpstreamError {
+    fn classify_error(&self, e: &hyper_util::client::legacy::Error) -> SendError {
         use std::error::Error as _;
         let mut source = e.source();
         while let Some(err) = source {
-            if let Some(limit) = err.downcast_ref::<crate::proxy::body::BodyLimitExceeded>() {
-                return UpstreamError::BodyTooLarge { limit: limit.limit };
+            if let Some(limit) = err.downcast_ref::<BodyLimitExceeded>() {
+                return SendError::BodyTooLarge { limit: limit.limit };
             }
-            if let Some(hyper_err) = err.downcast_ref::<hyper::Error>() {
-                if hyper_err.is_user() {
-                    if let Some(inner) = hyper_err.source() {
-                        if let Some(limit) =
-                            inner.downcast_ref::<crate::proxy::body::BodyLimitExceeded>()
-                        {
-                            return UpstreamError::BodyTooLarge { limit: limit.limit };
-                        }
-                        if inner.downcast_ref::<hyper::Error>().is_some() {
-                            return UpstreamError::ClientBody {
-                                detail: inner.to_string(),
-                            };
-                        }
-                    }
-                }
+            if let Some(client) = err.downcast_ref::<ClientBodyError>() {
+                return SendError::ClientBody {
+                    detail: client.0.to_string(),
+                };
             }
             if let Some(io) = err.downcast_ref::<std::io::Error>() {
                 if io.kind() == std::io::ErrorKind::TimedOut && e.is_connect() {
-                    return UpstreamError::ConnectTimeout {
+                    return SendError::Upstream(UpstreamError::ConnectTimeout {
                         upstream: self.name.clone(),
                         timeout: self.timeouts.connect,
-                    };
+                    });
                 }
             }
             source = err.source();
         }
+        let upstream = self.name.clone();
         let detail = error_chain(e);
-        if e.is_connect() {
-            UpstreamError::Connect {
-                upstream: self.name.clone(),
-                detail,
-            }
+        SendError::Upstream(if e.is_connect() {
+            UpstreamError::Connect { upstream, detail }
         } else {
-            UpstreamError::Protocol {
-                upstream: self.name.clone(),
-                detail,
-            }
-        }
+            UpstreamError::Protocol { upstream, detail }
+        })
     }
 }
 

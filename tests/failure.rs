@@ -27,7 +27,7 @@ async fn primary_down_stateless_gets_502_and_secondary_sees_nothing() {
     assert_eq!(reply.error_code(), "upstream_unavailable");
     let msg = reply.error_message();
     assert!(
-        msg.contains("primary") && msg.contains("not sent anywhere else"),
+        msg.contains("primary") && msg.contains("was not sent to any other upstream"),
         "the message names the upstream and says nothing else was tried: {msg}"
     );
     assert_eq!(reply.json()["error"]["type"], "gateway_error");

@@ -116,21 +116,12 @@ impl fmt::Debug for SecretValue {
 }
 
 /// `[routing]`: which upstream serves each class, by index into `Config::upstreams`.
+/// Only `policy::Policy` turns a class into an upstream.
 #[derive(Clone, Copy, Debug)]
 pub struct Routing {
     pub stateless: usize,
     pub stateful: usize,
     pub unclassifiable: Unclassifiable,
-}
-
-impl Routing {
-    /// Index of the upstream that serves `class`.
-    pub fn upstream_for(&self, class: Class) -> usize {
-        match class {
-            Class::Stateless => self.stateless,
-            Class::Stateful => self.stateful,
-        }
-    }
 }
 
 /// What to do with a body-inspected request whose body cannot be classified.
@@ -182,6 +173,8 @@ pub mod defaults {
     /// Idle keep-alive connections kept per upstream host.
     pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
     pub const LOG_LEVEL: &str = "info";
+    /// Longest accepted duration for any timeout: 7 days.
+    pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 }
 
 /// A configuration that could not be loaded. Every message names the dotted key, the value
@@ -229,10 +222,5 @@ impl Config {
             ConfigError::Syntax(format!("invalid config: {}", e.to_string().trim_end()))
         })?;
         validate::validate(raw, lookup)
-    }
-
-    /// The upstream that serves `class`: the single point where classes meet upstreams.
-    pub fn upstream_for(&self, class: Class) -> Option<&Upstream> {
-        self.upstreams.get(self.routing.upstream_for(class))
     }
 }

@@ -69,13 +69,13 @@ fn minimal_file_loads_with_documented_defaults() {
     assert_eq!(c.timeouts.idle, Duration::from_secs(120));
     assert_eq!(c.timeouts.request, Duration::from_secs(1800));
     assert_eq!(c.upstreams.len(), 2);
-    let primary = c.upstream_for(Class::Stateless).unwrap();
+    let primary = &c.upstreams[c.routing.stateless];
     assert_eq!(primary.name, "primary");
     assert_eq!(primary.url.to_string(), "http://127.0.0.1:18081/v1");
     assert_eq!(primary.url.path, "/v1");
     assert!(!primary.http2);
     assert!(primary.forward_client_credentials);
-    assert_eq!(c.upstream_for(Class::Stateful).unwrap().name, "secondary");
+    assert_eq!(c.upstreams[c.routing.stateful].name, "secondary");
     assert_eq!(c.routing.unclassifiable, Unclassifiable::Reject);
     assert!(c.classifier.builtins);
     assert!(c.classifier.rules.is_empty());
@@ -142,7 +142,7 @@ access_log = false
     assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
     assert_eq!(c.limits.max_header_bytes, 16384);
     assert_eq!(c.limits.header_read_timeout, Duration::from_secs(5));
-    let azure = c.upstream_for(Class::Stateless).unwrap();
+    let azure = &c.upstreams[c.routing.stateless];
     assert_eq!(azure.url.path, "/openai/v1");
     assert!(azure.http2);
     assert_eq!(azure.set_headers.len(), 1);
@@ -157,7 +157,7 @@ access_log = false
     assert_eq!(azure.timeouts.first_byte, Duration::from_secs(60));
     assert_eq!(azure.timeouts.idle, Duration::from_secs(10));
     assert_eq!(azure.pool_max_idle_per_host, 8);
-    let bedrock = c.upstream_for(Class::Stateful).unwrap();
+    let bedrock = &c.upstreams[c.routing.stateful];
     assert_eq!(bedrock.url.path, "");
     assert_eq!(bedrock.timeouts.idle, Duration::from_secs(120));
     assert_eq!(
@@ -305,6 +305,10 @@ fn limit_and_duration_error_texts() {
             r#"timeouts.idle = "0s": must be a positive duration such as "500ms", "30s" or "5m""#,
         ),
         (
+            "[timeouts]\nrequest = \"8days\"",
+            r#"timeouts.request = "8days": must be at most 7 days"#,
+        ),
+        (
             "[log]\nformat = \"xml\"",
             r#"log.format = "xml": must be "human" or "json""#,
         ),
@@ -372,6 +376,26 @@ fn env_secret_errors_name_key_and_variable_but_not_values() {
         err(with_header("x").replace("api-key", "host")),
         r#"upstreams.primary.set_headers.host = "host": is managed by the gateway and cannot be set"#
     );
+}
+
+#[test]
+fn url_errors_show_the_url_as_written_not_the_expanded_secret() {
+    let text = MINIMAL.replace(
+        "url = \"http://127.0.0.1:18081/v1\"",
+        "url = \"http://user:${AZURE_KEY}@127.0.0.1:18081/v1\"",
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        r#"upstreams.primary.url = "http://user:${AZURE_KEY}@127.0.0.1:18081/v1": must not carry credentials; use set_headers with ${ENV_VAR} instead"#
+    );
+    assert!(!e.contains("sekret"));
+    let ok = MINIMAL.replace(
+        "url = \"http://127.0.0.1:18081/v1\"",
+        "url = \"http://${HOST}/v1\"",
+    );
+    let c = Config::from_toml_str_with_env(&ok, &env(&[("HOST", "10.0.0.7:8443")])).unwrap();
+    assert_eq!(c.upstreams[0].url.to_string(), "http://10.0.0.7:8443/v1");
 }
 
 #[test]

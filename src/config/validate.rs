@@ -152,7 +152,7 @@ fn size(key: &str, value: &RawSize) -> Result<u64, ConfigError> {
 }
 
 fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value)
+    let parsed = humantime::parse_duration(value)
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| {
@@ -161,7 +161,11 @@ fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
                 &quote(value),
                 "must be a positive duration such as \"500ms\", \"30s\" or \"5m\"",
             )
-        })
+        })?;
+    if parsed > defaults::MAX_DURATION {
+        return Err(invalid(key, &quote(value), "must be at most 7 days"));
+    }
+    Ok(parsed)
 }
 
 fn opt_duration(
@@ -257,7 +261,8 @@ fn upstream(
     }
     let url_key = format!("{prefix}.url");
     let url_text = env::expand(&url_key, &raw.url, lookup)?;
-    let url = upstream_url(&url_key, &url_text)?;
+    // Errors show the URL as written: an expanded ${VAR} may hold a secret.
+    let url = upstream_url(&url_key, &url_text, &raw.url)?;
 
     let mut set_headers = Vec::with_capacity(raw.set_headers.len());
     for (header, value) in &raw.set_headers {
@@ -312,8 +317,8 @@ fn upstream(
     })
 }
 
-fn upstream_url(key: &str, text: &str) -> Result<UpstreamUrl, ConfigError> {
-    let bad = |rule: &str| invalid(key, &quote(text), rule);
+fn upstream_url(key: &str, text: &str, as_written: &str) -> Result<UpstreamUrl, ConfigError> {
+    let bad = |rule: &str| invalid(key, &quote(as_written), rule);
     let uri = Uri::from_str(text).map_err(|_| bad("is not a valid URL"))?;
     let scheme = uri
         .scheme()

@@ -33,6 +33,11 @@ pub struct BodyLimitExceeded {
     pub limit: u64,
 }
 
+/// The client's request body failed while it was streamed upstream.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientBodyError(pub hyper::Error);
+
 /// The upstream's response body stalled or outlived the request deadline.
 #[derive(Debug, thiserror::Error)]
 #[error("upstream response body timed out ({kind})")]
@@ -144,7 +149,7 @@ impl Body for LimitedIncoming {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(ClientBodyError(e))))),
             Poll::Ready(None) => {
                 self.uploaded();
                 Poll::Ready(None)
@@ -196,14 +201,14 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Local { body } => body.is_end_stream(),
-            ProxyBody::Upstream { body } => body.inner.is_end_stream(),
+            ProxyBody::Upstream { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Local { body } => body.size_hint(),
-            ProxyBody::Upstream { body } => body.inner.size_hint(),
+            ProxyBody::Upstream { body } => body.size_hint(),
         }
     }
 }
@@ -260,7 +265,7 @@ impl ObservedBody {
         idle: Duration,
         deadline: Instant,
         counter: IntCounter,
-        record: Record,
+        record: Option<Record>,
         in_flight: InFlight,
     ) -> Self {
         let now = Instant::now();
@@ -268,10 +273,12 @@ impl ObservedBody {
             // Nothing to relay (HEAD, 204, 304, empty body): hyper will not poll this body,
             // so the exchange is complete now.
             drop(in_flight);
-            record.finish(Outcome::Completed, 0);
+            if let Some(record) = record {
+                record.finish(Outcome::Completed, 0);
+            }
             (None, None)
         } else {
-            (Some(record), Some(in_flight))
+            (record, Some(in_flight))
         };
         ObservedBody {
             inner,

@@ -2,41 +2,59 @@
 //! body, and a bounded metric label.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::classify::{Class, Unclassifiable, UnclassifiableReason};
 use crate::metrics::{Rejection, UpstreamErrorKind};
-use crate::upstream::UpstreamError;
+use crate::upstream::{SendError, UpstreamError};
 
 /// A request the gateway refuses or cannot complete.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    #[error("method {0} is not supported by this gateway")]
+    MethodNotAllowed(Method),
+    #[error("request target must be an absolute path such as /v1/chat/completions")]
+    BadTarget,
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    #[error("request body exceeds the limit of {limit} bytes; its upload to upstream {upstream} was aborted")]
+    StreamedBodyTooLarge { limit: u64, upstream: String },
     #[error("{0}; the gateway cannot tell whether this call is stateless or stateful")]
     Unclassifiable(Unclassifiable),
     #[error("reading the request body failed: {0}")]
     ClientBody(String),
-    #[error("the request body did not arrive within the request timeout")]
+    #[error("the request body did not arrive in time")]
     ClientBodyTimeout,
-    #[error("{error}; this {class} request is served only by upstream {upstream} and was not sent anywhere else")]
-    Upstream {
-        error: UpstreamError,
-        class: Class,
-        upstream: String,
-    },
+    #[error("{error}; this {class} request was not sent to any other upstream")]
+    Upstream { error: UpstreamError, class: Class },
 }
 
 impl ProxyError {
+    /// A failed send to the upstream serving `class`, attributed to whoever caused it.
+    pub fn from_send(error: SendError, class: Class, upstream: &str) -> ProxyError {
+        match error {
+            SendError::Upstream(error) => ProxyError::Upstream { error, class },
+            SendError::BodyTooLarge { limit } => ProxyError::StreamedBodyTooLarge {
+                limit,
+                upstream: upstream.to_owned(),
+            },
+            SendError::ClientBody { detail } => ProxyError::ClientBody(detail),
+            SendError::UploadTimeout => ProxyError::ClientBodyTimeout,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::Unclassifiable(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BodyTooLarge { .. } | ProxyError::StreamedBodyTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ProxyError::BadTarget | ProxyError::Unclassifiable(_) | ProxyError::ClientBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Upstream { error, .. } => match error {
-                UpstreamError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                UpstreamError::ClientBody { .. } => StatusCode::BAD_REQUEST,
                 UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::FirstByteTimeout { .. }
                 | UpstreamError::RequestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -50,16 +68,18 @@ impl ProxyError {
     /// The bounded reason label for `switchyard_rejections_total`.
     pub fn rejection(&self) -> Rejection {
         match self {
-            ProxyError::BodyTooLarge { .. } => Rejection::BodyTooLarge,
+            ProxyError::MethodNotAllowed(_) => Rejection::MethodNotAllowed,
+            ProxyError::BadTarget => Rejection::BadRequest,
+            ProxyError::BodyTooLarge { .. } | ProxyError::StreamedBodyTooLarge { .. } => {
+                Rejection::BodyTooLarge
+            }
             ProxyError::Unclassifiable(u) => match u.reason {
                 UnclassifiableReason::AmbiguousPath => Rejection::AmbiguousPath,
                 _ => Rejection::Unclassifiable,
             },
             ProxyError::ClientBody(_) => Rejection::ClientBody,
-            ProxyError::ClientBodyTimeout => Rejection::Timeout,
+            ProxyError::ClientBodyTimeout => Rejection::ClientTimeout,
             ProxyError::Upstream { error, .. } => match error {
-                UpstreamError::BodyTooLarge { .. } => Rejection::BodyTooLarge,
-                UpstreamError::ClientBody { .. } => Rejection::ClientBody,
                 UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::FirstByteTimeout { .. }
                 | UpstreamError::RequestTimeout { .. } => Rejection::Timeout,
@@ -71,17 +91,16 @@ impl ProxyError {
 
     /// The upstream failure kind, when the upstream is at fault.
     pub fn upstream_kind(&self) -> Option<UpstreamErrorKind> {
-        match self {
-            ProxyError::Upstream { error, .. } => match error {
-                UpstreamError::Connect { .. } => Some(UpstreamErrorKind::Connect),
-                UpstreamError::ConnectTimeout { .. } => Some(UpstreamErrorKind::ConnectTimeout),
-                UpstreamError::FirstByteTimeout { .. } => Some(UpstreamErrorKind::FirstByteTimeout),
-                UpstreamError::RequestTimeout { .. } => Some(UpstreamErrorKind::RequestTimeout),
-                UpstreamError::Protocol { .. } => Some(UpstreamErrorKind::Protocol),
-                UpstreamError::BodyTooLarge { .. } | UpstreamError::ClientBody { .. } => None,
-            },
-            _ => None,
-        }
+        let ProxyError::Upstream { error, .. } = self else {
+            return None;
+        };
+        Some(match error {
+            UpstreamError::Connect { .. } => UpstreamErrorKind::Connect,
+            UpstreamError::ConnectTimeout { .. } => UpstreamErrorKind::ConnectTimeout,
+            UpstreamError::FirstByteTimeout { .. } => UpstreamErrorKind::FirstByteTimeout,
+            UpstreamError::RequestTimeout { .. } => UpstreamErrorKind::RequestTimeout,
+            UpstreamError::Protocol { .. } => UpstreamErrorKind::Protocol,
+        })
     }
 
     /// The machine-readable `error.code`.
@@ -117,6 +136,12 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let ProxyError::MethodNotAllowed(_) = self {
+            resp.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+        }
         resp
     }
 }

@@ -16,7 +16,8 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 /// Where a provider's own `x-request-id` goes when it differs from the gateway's.
 pub const UPSTREAM_REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
-/// Connection-level headers (RFC 9110 §7.6.1) that a proxy must not forward.
+/// Connection-level headers (RFC 9110 §7.6.1) that a proxy must not forward, plus `trailer`:
+/// trailer fields are not relayed (a buffered body drops them), so neither is their promise.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -28,9 +29,17 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// Remove hop-by-hop headers, including every header the `Connection` header names, and
-/// `upgrade` (upgrades are not relayed by this proxy).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Whether `strip_hop_by_hop` keeps `upgrade`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Keep it: the classifier reads it (`websocket.upgrade`) before the request is forwarded.
+    Keep,
+    /// Remove it: upgrades are not relayed by this proxy.
+    Strip,
+}
+
+/// Remove hop-by-hop headers, including every header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Upgrade) {
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -38,6 +47,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .filter(|name| upgrade == Upgrade::Strip || name != header::UPGRADE)
             .collect();
         for name in named {
             headers.remove(name);
@@ -46,8 +56,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove(header::UPGRADE);
+    if upgrade == Upgrade::Strip {
+        headers.remove(header::UPGRADE);
+    }
 }
+
+/// Response headers from an upstream that would mislead the client about the gateway:
+/// `alt-svc` would send it to the upstream's alternative service instead of the gateway.
+pub const UPSTREAM_ONLY_RESPONSE_HEADERS: [HeaderName; 1] = [header::ALT_SVC];
 
 /// A header value from text known to be visible ASCII (rule names, markers); falls back to
 /// a placeholder instead of failing a request over a label.
@@ -74,9 +90,33 @@ mod tests {
         h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
         h.insert("authorization", HeaderValue::from_static("Bearer k"));
         h.insert("content-type", HeaderValue::from_static("application/json"));
-        strip_hop_by_hop(&mut h);
+        let mut kept = h.clone();
+        strip_hop_by_hop(&mut h, Upgrade::Strip);
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["authorization", "content-type"]);
+
+        strip_hop_by_hop(&mut kept, Upgrade::Keep);
+        let mut left: Vec<&str> = kept.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["authorization", "content-type", "upgrade"]);
+    }
+
+    #[test]
+    fn upgrade_named_in_connection_is_kept_for_classification() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("Upgrade, mcp-session-id"),
+        );
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("mcp-session-id", HeaderValue::from_static("abc"));
+        strip_hop_by_hop(&mut h, Upgrade::Keep);
+        assert!(h.contains_key("upgrade"));
+        assert!(
+            !h.contains_key("mcp-session-id"),
+            "a marker hidden behind Connection is gone"
+        );
+        assert!(!h.contains_key("connection"));
     }
 }

@@ -18,11 +18,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use http::request::Parts;
-use http::{header, HeaderMap, HeaderValue, Request, Response};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -30,13 +32,13 @@ use tokio::time::Instant;
 use self::body::{InFlight, LimitedIncoming, ObservedBody, ProxyBody, UpstreamBody};
 use self::error::ProxyError;
 use self::headers::{
-    label_value, strip_hop_by_hop, CLASS_HEADER, MARKER_HEADER, REQUEST_ID_HEADER, RULE_HEADER,
-    UPSTREAM_HEADER, UPSTREAM_REQUEST_ID_HEADER,
+    label_value, strip_hop_by_hop, Upgrade, CLASS_HEADER, MARKER_HEADER, REQUEST_ID_HEADER,
+    RULE_HEADER, UPSTREAM_HEADER, UPSTREAM_ONLY_RESPONSE_HEADERS, UPSTREAM_REQUEST_ID_HEADER,
 };
-use self::record::{Outcome, Record};
+use self::record::{client_closed_status, Outcome, Pending, Record};
 use crate::classify::{Decision, Inspection, RouteId, Unclassifiable};
 use crate::gateway::Gateway;
-use crate::upstream::UpstreamError;
+use crate::upstream::{SendError, UpstreamError};
 
 /// The innermost service of the request path (see `server::proxy_stack` for the layers).
 #[derive(Clone)]
@@ -81,76 +83,77 @@ struct Refusal {
 
 async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody> {
     let start = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // Hop-by-hop headers never reach the upstream, so they must not decide the class either:
+    // a marker named in `Connection` would be classified here and missing there.
+    strip_hop_by_hop(&mut parts.headers, Upgrade::Keep);
     let request_id = parts.headers.get(REQUEST_ID_HEADER).cloned();
-    let method = parts.method.clone();
-    let record = |route, decision, status| Record {
+    let mut pending = Pending::new(Record {
         gw: gw.clone(),
         start,
-        method: method.clone(),
+        method: parts.method.clone(),
         request_id: request_id.clone(),
-        route,
-        decision,
-        status,
-    };
+        route: RouteId::OTHER,
+        decision: None,
+        status: client_closed_status(),
+    });
 
-    let classified = match classify(&gw, &parts, body, start).await {
-        Ok(c) => c,
-        Err(refusal) => {
-            let rec = record(refusal.route, None, refusal.error.status());
-            return refuse(&gw, rec, None, &refusal.error, &request_id);
-        }
-    };
     let Classified {
         decision,
         body,
         uploaded,
-    } = classified;
+    } = match classify(&gw, &parts, body, start).await {
+        Ok(classified) => classified,
+        Err(refusal) => {
+            pending.update(refusal.route, None);
+            return refuse(&gw, pending, None, &refusal.error, &request_id);
+        }
+    };
     gw.metrics.decision(decision.class, &decision.rule);
+    pending.update(decision.route, Some(decision.clone()));
 
     let upstream = gw.policy.upstream_for(decision.class);
     let timeouts = *upstream.timeouts();
     let deadline = start + timeouts.request;
+    if Instant::now() >= deadline {
+        // Reading the body used up the whole request time: the client's fault, not the upstream's.
+        let error = ProxyError::ClientBodyTimeout;
+        return refuse(&gw, pending, Some(&decision), &error, &request_id);
+    }
     let route_label = gw.classifier.route_label(decision.route);
     let in_flight = InFlight::start(gw.metrics.in_flight(upstream.name()));
     let (_, response_counter) = gw.metrics.byte_counters(route_label, upstream.name());
 
-    let sent_at = Instant::now();
     let result = match forward(&gw, parts, body, &decision) {
         Ok(req) => upstream.send(req, uploaded, deadline).await,
-        Err(e) => Err(e),
+        Err(e) => Err(SendError::Upstream(e)),
     };
     match result {
-        Ok(resp) => {
-            gw.metrics.first_byte(
-                route_label,
-                upstream.name(),
-                sent_at.elapsed().as_secs_f64(),
-            );
+        Ok((resp, sent)) => {
+            gw.metrics
+                .first_byte(route_label, upstream.name(), sent.elapsed().as_secs_f64());
             let (mut head, incoming) = resp.into_parts();
-            strip_hop_by_hop(&mut head.headers);
+            strip_hop_by_hop(&mut head.headers, Upgrade::Strip);
+            for name in UPSTREAM_ONLY_RESPONSE_HEADERS {
+                head.headers.remove(name);
+            }
             own_request_id(&mut head.headers, &request_id);
             decision_headers(&gw, &mut head.headers, &decision);
-            let rec = record(decision.route, Some(decision.clone()), head.status);
+            let record = pending.into_record(head.status);
             let observed = ObservedBody::new(
                 incoming,
                 timeouts.idle,
                 deadline,
                 response_counter,
-                rec,
+                record,
                 in_flight,
             );
             Response::from_parts(head, ProxyBody::Upstream { body: observed })
         }
         Err(error) => {
             drop(in_flight);
-            let error = ProxyError::Upstream {
-                error,
-                class: decision.class,
-                upstream: upstream.name().to_owned(),
-            };
-            let rec = record(decision.route, Some(decision.clone()), error.status());
-            refuse(&gw, rec, Some(&decision), &error, &request_id)
+            let error = ProxyError::from_send(error, decision.class, upstream.name());
+            refuse(&gw, pending, Some(&decision), &error, &request_id)
         }
     }
 }
@@ -162,6 +165,20 @@ async fn classify(
     body: Incoming,
     start: Instant,
 ) -> Result<Classified, Box<Refusal>> {
+    if parts.method == Method::CONNECT || parts.method == Method::TRACE {
+        // CONNECT would tunnel anywhere; TRACE would echo injected credentials back.
+        return Err(Box::new(Refusal {
+            route: RouteId::OTHER,
+            error: ProxyError::MethodNotAllowed(parts.method.clone()),
+        }));
+    }
+    if !parts.uri.path().starts_with('/') {
+        // Asterisk-form (`OPTIONS *`) and other non-path targets.
+        return Err(Box::new(Refusal {
+            route: RouteId::OTHER,
+            error: ProxyError::BadTarget,
+        }));
+    }
     let limit = gw.config.limits.max_body_bytes;
     let inspection = gw
         .classifier
@@ -172,7 +189,8 @@ async fn classify(
         Inspection::Unclassifiable(u) => u.route,
     };
     let refuse = |error| Box::new(Refusal { route, error });
-    if declared_length(&parts.headers).is_some_and(|len| len > limit) {
+    let declared = declared_length(&parts.headers);
+    if declared.is_some_and(|len| len > limit) {
         return Err(refuse(ProxyError::BodyTooLarge { limit }));
     }
     let settle = |outcome: Result<Decision, Unclassifiable>| {
@@ -186,21 +204,9 @@ async fn classify(
         Inspection::Unclassifiable(u) => Ok(streamed(gw, settle(Err(u))?, body)),
         Inspection::NeedsBody(pending) => {
             let deadline = start + gw.config.timeouts.request;
-            let collected =
-                tokio::time::timeout_at(deadline, Limited::new(body, limit_usize(limit)).collect())
-                    .await;
-            let bytes: Bytes = match collected {
-                Err(_) => return Err(refuse(ProxyError::ClientBodyTimeout)),
-                Ok(Err(e)) => {
-                    let error = if e.is::<http_body_util::LengthLimitError>() {
-                        ProxyError::BodyTooLarge { limit }
-                    } else {
-                        ProxyError::ClientBody(e.to_string())
-                    };
-                    return Err(refuse(error));
-                }
-                Ok(Ok(collected)) => collected.to_bytes(),
-            };
+            let bytes = read_body(body, limit, declared, gw.config.timeouts.idle, deadline)
+                .await
+                .map_err(refuse)?;
             let decision = settle(pending.finish(&gw.classifier, &bytes))?;
             let (request_counter, _) = gw.metrics.byte_counters(
                 gw.classifier.route_label(decision.route),
@@ -214,6 +220,40 @@ async fn classify(
             })
         }
     }
+}
+
+/// Read a whole request body into one buffer: at most `limit` bytes, each frame within
+/// `idle` of the last, all of it by `deadline`. Sized from `content-length` when declared, so
+/// the body is copied once; a body that arrives as a single frame is not copied at all.
+async fn read_body(
+    mut body: Incoming,
+    limit: u64,
+    declared: Option<u64>,
+    idle: Duration,
+    deadline: Instant,
+) -> Result<Bytes, ProxyError> {
+    let capacity = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
+    let mut buf = BytesMut::with_capacity(capacity);
+    loop {
+        let wait = deadline.min(Instant::now() + idle);
+        let frame = match tokio::time::timeout_at(wait, body.frame()).await {
+            Err(_) => return Err(ProxyError::ClientBodyTimeout),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ProxyError::ClientBody(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers carry no body bytes
+        };
+        if (buf.len() + data.len()) as u64 > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+        if buf.is_empty() && body.is_end_stream() {
+            return Ok(data);
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
 }
 
 /// A head-decided request: its body streams through, within the size limit.
@@ -285,7 +325,7 @@ fn forward(
 /// Answer with a gateway error: count it, record it, and say what was decided, if anything.
 fn refuse(
     gw: &Gateway,
-    rec: Record,
+    pending: Pending,
     decision: Option<&Decision>,
     error: &ProxyError,
     request_id: &Option<HeaderValue>,
@@ -304,7 +344,9 @@ fn refuse(
     if let Some(id) = request_id {
         head.headers.insert(REQUEST_ID_HEADER, id.clone());
     }
-    rec.finish(Outcome::Rejected(error.rejection()), body_len);
+    if let Some(record) = pending.into_record(head.status) {
+        record.finish(Outcome::Rejected(error.rejection()), body_len);
+    }
     Response::from_parts(head, ProxyBody::local(body))
 }
 
@@ -335,8 +377,4 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
-}
-
-fn limit_usize(limit: u64) -> usize {
-    usize::try_from(limit).unwrap_or(usize::MAX)
 }

@@ -33,6 +33,46 @@ impl Outcome {
     }
 }
 
+/// Status recorded for a request whose client went away before any response (nginx's 499).
+pub fn client_closed_status() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// Holds a request's `Record` while the request is in the gateway's hands. If the request
+/// future is dropped (the client went away while its body was read or the upstream was
+/// awaited), the record is written on drop with status 499 and outcome `client_closed`, so
+/// every request is recorded exactly once.
+pub struct Pending(Option<Record>);
+
+impl Pending {
+    pub fn new(record: Record) -> Self {
+        Pending(Some(record))
+    }
+
+    /// What the classifier decided, once it has.
+    pub fn update(&mut self, route: RouteId, decision: Option<Decision>) {
+        if let Some(record) = &mut self.0 {
+            record.route = route;
+            record.decision = decision;
+        }
+    }
+
+    /// Hand the record over to whoever answers; `status` is the status they answer with.
+    pub fn into_record(mut self, status: StatusCode) -> Option<Record> {
+        let mut record = self.0.take()?;
+        record.status = status;
+        Some(record)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(record) = self.0.take() {
+            record.finish(Outcome::ClientClosed, 0);
+        }
+    }
+}
+
 /// What is known about a request by the time its response starts.
 pub struct Record {
     pub gw: Arc<Gateway>,
