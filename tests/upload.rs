@@ -2,101 +2,60 @@
 //! not a slow upstream.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
 use std::time::Duration;
 
-use switchyard::config::Config;
-use switchyard::mock::{MockOptions, MockProvider};
-use switchyard::server;
+use common::{Harness, SOON};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange(h: &Harness, head: &str, parts: &[&str], gap: Duration) -> String {
+    let mut s = TcpStream::connect(h.proxy_addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    for part in parts {
+        s.write_all(part.as_bytes()).await.unwrap();
+        tokio::time::sleep(gap).await;
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(SOON, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
 async fn slow_streamed_upload_is_not_a_first_byte_timeout() {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let primary = MockProvider::start(any, MockOptions::new("primary"))
-        .await
-        .unwrap();
-    let secondary = MockProvider::start(any, MockOptions::new("secondary"))
-        .await
-        .unwrap();
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[timeouts]
-first_byte = "300ms"
-[upstreams.primary]
-url = "http://{}/v1"
-[upstreams.secondary]
-url = "http://{}/v1"
-[routing]
-stateless = "primary"
-stateful = "secondary"
-[log]
-access_log = false
-"#,
-        primary.addr(),
-        secondary.addr()
-    );
-    let handle = server::start(Config::from_toml_str(&text).unwrap())
-        .await
-        .unwrap();
-    let addr = handle.proxy_addr;
+    let h = Harness::with_config("[timeouts]\nfirst_byte = \"300ms\"\n").await;
     // A chunked upload to a streamed (stateful) route, spread over ~1 s: three times the
     // first-byte timeout. The upstream answers at once when the body is complete.
-    let response = tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "POST /v1/files HTTP/1.1\r\nhost: gw\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-        )
-        .unwrap();
-        for part in ["hello ", "slow ", "world"] {
-            write!(s, "{:x}\r\n{part}\r\n", part.len()).unwrap();
-            s.flush().unwrap();
-            std::thread::sleep(Duration::from_millis(350));
-        }
-        write!(s, "0\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap();
+    let head = "POST /v1/files HTTP/1.1\r\nhost: gw\r\ncontent-type: application/octet-stream\r\n\
+                transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    let parts = [
+        "6\r\nhello \r\n",
+        "5\r\nslow \r\n",
+        "5\r\nworld\r\n",
+        "0\r\n\r\n",
+    ];
+    let response = exchange(&h, head, &parts, Duration::from_millis(350)).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(
         response.contains("x-mock-provider: secondary"),
         "{response}"
     );
-    let seen = secondary
-        .wait_until(Duration::from_secs(5), |r| {
-            r.first().is_some_and(|r| r.body_complete)
-        })
+    let seen = h
+        .secondary
+        .wait_until(SOON, |r| r.first().is_some_and(|r| r.body_complete))
         .await;
     assert_eq!(&seen[0].body[..], b"hello slow world");
-    assert_eq!(primary.request_count(), 0);
+    assert_eq!(h.primary.request_count(), 0);
 
     // The first-byte timeout still applies once the body is sent.
-    let slow = tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let body = "abc";
-        write!(
-            s,
-            "POST /v1/files HTTP/1.1\r\nhost: gw\r\nx-mock-delay-ms: 5000\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap();
+    let head = "POST /v1/files HTTP/1.1\r\nhost: gw\r\nx-mock-delay-ms: 5000\r\n\
+                content-length: 3\r\nconnection: close\r\n\r\nabc";
+    let slow = exchange(&h, head, &[], Duration::ZERO).await;
     assert!(slow.starts_with("HTTP/1.1 504"), "{slow}");
     assert!(slow.contains("\"code\":\"timeout\""), "{slow}");
-    handle.shutdown().await;
+    h.shutdown().await;
 }
