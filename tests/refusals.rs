@@ -198,13 +198,22 @@ async fn encoded_body_on_an_inspected_route_is_refused() {
 }
 
 #[tokio::test]
-async fn dot_segments_are_refused() {
+async fn ambiguous_paths_are_refused() {
+    // Paths an upstream could read differently from the classifier: dot segments, empty
+    // segments, encoded slashes, path parameters, bad percent-encoding.
     let h = Harness::start().await;
     for path in [
         "/v1/files/../chat/completions",
         "/v1/files/%2e%2e/chat/completions",
         "/v1/./responses",
         "/v1/chat/completions/..",
+        "/v1//chat/completions",
+        "//v1/chat/completions",
+        "/v1/responses/..%2Fembeddings",
+        "/v1/files%2Ffile-abc",
+        "/v1/chat/completions;x=1",
+        "/v1/chat/completions%3Bx=1",
+        "/v1/chat/%zzcompletions",
     ] {
         let reply = h
             .client

@@ -412,7 +412,7 @@ fn protocol_table() -> Vec<Row> {
             .rule("websocket.upgrade"),
         row("percent-encoded route segment", "GET", "/v1/%72esponses/resp_1", Stateful)
             .rule("responses.stored_object"),
-        row("empty segments collapse", "GET", "/v1//responses/resp_1/", Stateful),
+        row("a single trailing slash is accepted", "GET", "/v1/responses/resp_1/", Stateful),
         row("head on models", "HEAD", "/v1/models", Stateless),
         // ---- Not state markers ----
         row("chat observability fields", "POST", "/v1/chat/completions", Stateless)

@@ -8,9 +8,10 @@ use http::{HeaderMap, Method};
 use super::bits::BitSet;
 use super::builtin::{BuiltinRule, Enabled, Place, Test};
 use super::decide::{self, BodyRoute, Found, Hdr, Head, Hit};
-use super::labels::Routes;
+use super::labels::{PrefixMatch, Routes};
 use super::path;
 use super::pointer::Pointer;
+use super::route::Tpl;
 use super::rules::OperatorRule;
 use super::trie::{Captures, Trie};
 use super::{
@@ -121,15 +122,23 @@ impl Classifier {
 
     /// Phase 1: head only. Cheap; never touches the body.
     pub fn inspect(&self, method: &Method, path: &str, headers: &HeaderMap) -> Inspection {
-        let Ok(split) = path::split(path) else {
-            return Inspection::Unclassifiable(Unclassifiable {
+        let ambiguous = || {
+            Inspection::Unclassifiable(Unclassifiable {
                 route: RouteId::OTHER,
                 reason: UnclassifiableReason::AmbiguousPath,
-            });
+            })
+        };
+        let Ok(split) = path::split(path) else {
+            return ambiguous();
         };
         let segments = split.segments();
         let segs = segments.as_slice();
-        let (route, tpl) = self.routes.resolve(segs);
+        let (route, tpl, prefix) = self.routes.resolve(segs);
+        if let Some(arn) = split.arn() {
+            if !self.arn_in_slot(&split, arn, tpl, prefix) {
+                return ambiguous();
+            }
+        }
 
         let mut candidates = BitSet::new();
         let mut terminal = None;
@@ -190,6 +199,37 @@ impl Classifier {
     /// Every label this classifier can produce (a bounded set, fixed at construction).
     pub fn route_labels(&self) -> impl Iterator<Item = (RouteId, &str)> + '_ {
         self.routes.labels()
+    }
+
+    /// A path with an encoded `/` (segment `arn`) is unambiguous only if that segment is the
+    /// ARN slot of an AWS route (`/model/{id}/…`, `/async-invoke/{arn}`, `/runtimes/{arn}/…`:
+    /// the segment after the API path's first one), and reading the `/` as a separator leads
+    /// to the same family: then the built-ins decide the same whichever way the upstream
+    /// parses. (Operator rules see the ARN as one segment, as AWS does.)
+    ///
+    /// Under the same prefix the spread form always keeps the family (the AWS templates
+    /// accept a multi-segment ARN, and no API template starts with an ARN parent); only a
+    /// prefix tried earlier could take it elsewhere, so the spread form is resolved only when
+    /// such a prefix exists (e.g. base `/openai/deployments`).
+    fn arn_in_slot(
+        &self,
+        split: &path::SplitPath<'_>,
+        arn: usize,
+        tpl: Option<Tpl>,
+        prefix: PrefixMatch,
+    ) -> bool {
+        let Some(family) = tpl.map(Tpl::family).filter(|f| f.is_aws()) else {
+            return false;
+        };
+        if prefix.len + 1 != arn {
+            return false;
+        }
+        if !prefix.arn_shadowed {
+            return true;
+        }
+        let spread = split.spread_segments();
+        let (_, spread_tpl, _) = self.routes.resolve(spread.as_slice());
+        spread_tpl.map(Tpl::family) == Some(family)
     }
 
     fn operator_decision(&self, rule: &OperatorRule, route: RouteId) -> Decision {

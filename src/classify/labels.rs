@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::path;
 use super::route::{self, Tpl};
 use super::RouteId;
 
@@ -23,6 +24,10 @@ struct Prefix {
     api: bool,
     /// Holds the Bedrock runtime / AgentCore table.
     aws: bool,
+    /// A prefix tried before this one could match a path whose segment right after this
+    /// prefix is an ARN parent (`runtimes`, …): spreading an encoded ARN there may change
+    /// which prefix matches, so the engine must resolve the spread form too.
+    arn_shadowed: bool,
 }
 
 impl Prefix {
@@ -42,6 +47,22 @@ impl Prefix {
         out
     }
 
+    /// Whether this (earlier-tried) prefix could match a path that starts with `other` and
+    /// has an ARN parent right after it.
+    fn could_take_arn(&self, other: &Prefix) -> bool {
+        let n = other.segs.len();
+        let same_start = self.segs.iter().zip(&other.segs).all(|pair| match pair {
+            (PrefixSeg::Literal(a), PrefixSeg::Literal(b)) => a == b,
+            _ => true,
+        });
+        let takes_parent = match self.segs.get(n) {
+            Some(PrefixSeg::Literal(lit)) => path::is_arn_parent(lit),
+            Some(PrefixSeg::Placeholder(_)) => true,
+            None => false,
+        };
+        same_start && takes_parent
+    }
+
     /// The rest of `segs` after this prefix, if it starts with it.
     fn strip<'p, 's>(&self, segs: &'p [&'s str]) -> Option<&'p [&'s str]> {
         let rest = segs.get(self.segs.len()..)?;
@@ -51,6 +72,15 @@ impl Prefix {
         });
         matches.then_some(rest)
     }
+}
+
+/// The prefix a path matched (all zero/false when none did).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PrefixMatch {
+    /// Segments the prefix took.
+    pub(crate) len: usize,
+    /// See `Prefix::arn_shadowed`.
+    pub(crate) arn_shadowed: bool,
 }
 
 /// Prefixes, the label table and the (prefix, template) → label index.
@@ -85,6 +115,7 @@ impl Routes {
             segs: base,
             api: true,
             aws: true,
+            arn_shadowed: false,
         }];
         for segs in builtin {
             if prefixes.iter().all(|p| p.segs != segs) {
@@ -92,6 +123,7 @@ impl Routes {
                     segs,
                     api: true,
                     aws: false,
+                    arn_shadowed: false,
                 });
             }
         }
@@ -100,10 +132,20 @@ impl Routes {
                 segs: Vec::new(),
                 api: false,
                 aws: true,
+                arn_shadowed: false,
             });
         }
         // Stable: on equal length the configured base stays first.
         prefixes.sort_by_key(|p| std::cmp::Reverse(p.segs.len()));
+        for p in 0..prefixes.len() {
+            let shadowed = match (prefixes.get(..p), prefixes.get(p)) {
+                (Some(before), Some(prefix)) => before.iter().any(|q| q.could_take_arn(prefix)),
+                _ => true,
+            };
+            if let Some(prefix) = prefixes.get_mut(p) {
+                prefix.arn_shadowed = shadowed;
+            }
+        }
 
         let other: Arc<str> = Arc::from(OTHER);
         let mut labels: Vec<Arc<str>> = vec![other.clone()];
@@ -143,8 +185,9 @@ impl Routes {
         }
     }
 
-    /// The route of a normalised path, and its template when one matched.
-    pub(crate) fn resolve(&self, segs: &[&str]) -> (RouteId, Option<Tpl>) {
+    /// The route of a normalised path, its template when one matched, and which prefix
+    /// matched.
+    pub(crate) fn resolve(&self, segs: &[&str]) -> (RouteId, Option<Tpl>, PrefixMatch) {
         for (p, prefix) in self.prefixes.iter().enumerate() {
             let Some(rest) = prefix.strip(segs) else {
                 continue;
@@ -160,10 +203,14 @@ impl Routes {
                     .get(p * Tpl::ALL.len() + tpl.index())
                     .copied()
                     .unwrap_or(0);
-                return (RouteId(id), Some(tpl));
+                let matched = PrefixMatch {
+                    len: prefix.segs.len(),
+                    arn_shadowed: prefix.arn_shadowed,
+                };
+                return (RouteId(id), Some(tpl), matched);
             }
         }
-        (RouteId::OTHER, None)
+        (RouteId::OTHER, None, PrefixMatch::default())
     }
 
     pub(crate) fn label(&self, route: RouteId) -> &Arc<str> {

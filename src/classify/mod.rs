@@ -10,7 +10,13 @@
 //!
 //! # Order of evaluation (first match wins)
 //!
-//! 1. Path normalisation: `.`/`..` segments (also `%2e`) → [`UnclassifiableReason::AmbiguousPath`].
+//! 1. Path normalisation (`path.rs`): a path two parsers could read differently →
+//!    [`UnclassifiableReason::AmbiguousPath`] (always refused, whatever the policy):
+//!    empty segments (`//v1/x`, `/v1//x`; one trailing `/` is fine), `.`/`..` segments (also
+//!    `%2e`), `\` (raw or `%5C`), an encoded `/` (`%2F`) outside an ARN slot, an encoded `?`
+//!    or `#`, `;` (raw or `%3B`), invalid percent-encoding or escapes that are not UTF-8,
+//!    and NUL/control bytes (raw or decoded). The proxy forwards the raw path, so the
+//!    classifier must only accept paths every upstream splits and decodes as it does.
 //! 2. Operator rules, in order. A rule with body conditions whose head conditions match
 //!    defers to the body; later rules and the built-ins are then evaluated after the scan.
 //! 3. Header built-ins (any path): `header.mcp_session`, `header.agentcore_session`.
@@ -72,6 +78,21 @@
 //! - `/files*` and `/skills*` exist in both OpenAI's and Anthropic's APIs under `/v1`; the
 //!   `anthropic-version` header (always sent by Anthropic clients) picks the rule name.
 //! - Path literals are compared case-sensitively: `/V1/Responses` is unknown (`default`).
+//! - Segments are percent-decoded before matching (`/v1/%72esponses` is `/v1/responses`):
+//!   decoding letters cannot change the split, and upstreams decode them alike.
+//! - ARN slots: the segment after `runtimes` (AgentCore) and after `model` or `async-invoke`
+//!   (Bedrock) may hold a URL-encoded ARN with `%2F`, as AWS clients send it
+//!   (`/runtimes/arn%3Aaws%3A…%3Aruntime%2Fmy_agent/invocations`). It is matched as one
+//!   segment, and accepted only when it is that route's `{arn}`/`{id}` segment (right after
+//!   `runtimes`/`model`/`async-invoke` at the root or under the base path), none of its
+//!   `/`-separated parts is empty, `.` or `..`, and reading its `/` as separators resolves to
+//!   the same family (the AWS templates match a multi-segment, unencoded ARN too). Every
+//!   other `%2F` is refused: `/v1/files%2Ffile-abc` would be `default` here but
+//!   `/v1/files/{id}` to an upstream that decodes it.
+//! - A single trailing `/` is ignored (`/v1/files/` is `/v1/files`); other empty segments
+//!   are refused, since `//v1/responses` escapes the proxy's base-path mapping.
+//! - An escaped `%` (`%25`) is decoded once, as RFC 3986 says; an upstream that decodes twice
+//!   is not defended against.
 //!
 //! # Files
 //!
@@ -224,7 +245,10 @@ pub enum UnclassifiableReason {
     DuplicateKey(String),
     #[error("cannot inspect a request body with content-encoding {0}")]
     Encoded(String),
-    #[error("request path has '.' or '..' segments")]
+    #[error(
+        "request path is ambiguous (empty, '.' or '..' segments, encoded '/' or '\\', ';' or \
+         bad percent-encoding); upstreams may read it differently"
+    )]
     AmbiguousPath,
 }
 

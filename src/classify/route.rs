@@ -304,14 +304,15 @@ pub(crate) fn api(segs: &[&str]) -> Option<Tpl> {
 pub(crate) fn aws(segs: &[&str]) -> Option<Tpl> {
     use Tpl as T;
     Some(match segs {
-        ["model", _, "converse"] => T::BedrockConverse,
-        ["model", _, "converse-stream"] => T::BedrockConverseStream,
-        ["model", _, "invoke"] => T::BedrockInvoke,
-        ["model", _, "invoke-with-response-stream"] => T::BedrockInvokeStream,
+        // An ARN sent without encoding its '/' spans several segments; still the same call
+        // (and the same family as its encoded form, which `path.rs` relies on).
+        ["model", _, .., "converse"] => T::BedrockConverse,
+        ["model", _, .., "converse-stream"] => T::BedrockConverseStream,
+        ["model", _, .., "invoke"] => T::BedrockInvoke,
+        ["model", _, .., "invoke-with-response-stream"] => T::BedrockInvokeStream,
         ["async-invoke"] => T::AsyncInvokes,
         ["async-invoke", _] => T::AsyncInvoke,
         ["async-invoke", ..] => T::AsyncInvokeAny,
-        // An ARN sent without encoding its '/' spans several segments; still the same call.
         ["runtimes", _, .., "invocations"] => T::RuntimeInvocations,
         ["runtimes", _, .., "stopruntimesession"] => T::RuntimeStopSession,
         ["runtimes", ..] => T::RuntimesAny,
@@ -354,6 +355,50 @@ mod tests {
         }
     }
 
+    /// The engine relies on this: spreading an encoded ARN under the same prefix cannot
+    /// turn an AWS route into an API one.
+    #[test]
+    fn no_api_template_starts_with_an_arn_parent() {
+        for &tpl in Tpl::ALL {
+            let first = tpl.path().split('/').nth(1).unwrap_or("");
+            assert_eq!(
+                super::super::path::is_arn_parent(first),
+                tpl.family().is_aws(),
+                "{}",
+                tpl.path()
+            );
+        }
+        for parent in ["runtimes", "model", "async-invoke"] {
+            assert_eq!(api(&[parent, "a", "b", "invocations"]), None);
+            assert_eq!(api(&[parent, "a", "b", "invoke"]), None);
+        }
+    }
+
+    #[test]
+    fn unencoded_arns_keep_their_template() {
+        let arn = ["arn:aws:bedrock:us-east-1:1:inference-profile", "us.claude"];
+        assert_eq!(
+            aws(&["model", arn[0], arn[1], "invoke"]),
+            Some(Tpl::BedrockInvoke)
+        );
+        assert_eq!(
+            aws(&["model", arn[0], arn[1], "converse-stream"]),
+            Some(Tpl::BedrockConverseStream)
+        );
+        assert_eq!(
+            aws(&[
+                "async-invoke",
+                "arn:aws:bedrock:us-east-1:1:async-invoke",
+                "abc"
+            ]),
+            Some(Tpl::AsyncInvokeAny)
+        );
+        assert_eq!(
+            aws(&["runtimes", "arn:aws:x:runtime", "agent", "invocations"]),
+            Some(Tpl::RuntimeInvocations)
+        );
+    }
+
     #[test]
     fn unknown_shapes_are_not_matched() {
         assert_eq!(api(&[]), None);
@@ -363,6 +408,8 @@ mod tests {
         assert_eq!(api(&["audio", "voices"]), None);
         assert_eq!(api(&["messages", "other"]), None);
         assert_eq!(aws(&["model", "x", "count-tokens"]), None);
+        assert_eq!(aws(&["model", "x", "y", "count-tokens"]), None);
+        assert_eq!(aws(&["model", "invoke"]), None);
         assert_eq!(aws(&["model"]), None);
         assert_eq!(aws(&["responses"]), None);
     }

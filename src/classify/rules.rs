@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::body::Facts;
-use super::path::percent_decode;
+use super::path::{self, Ambiguous};
 use super::pointer::Pointer;
 use super::trie::{Captures, Scalar};
 use super::{Class, Marker, MarkerKind};
@@ -35,9 +35,11 @@ pub struct RuleSpec {
     pub body_equals: Vec<(Pointer, serde_json::Value)>,
 }
 
-/// Path pattern matched against the whole normalised request path (percent-decoded segments,
-/// empty segments dropped): literal segments; `{name}` matches exactly one segment; a final
-/// `*` segment matches zero or more remaining segments. E.g. `/v1/custom/{id}/*`.
+/// Path pattern matched against the whole normalised request path (percent-decoded segments;
+/// requests with ambiguous paths never reach the rules): literal segments, percent-decoded
+/// and checked like request segments (empty segments in the pattern are ignored); `{name}`
+/// matches exactly one segment; a final `*` segment matches zero or more remaining segments.
+/// E.g. `/v1/custom/{id}/*`.
 #[derive(Clone, Debug)]
 pub struct PathPattern {
     text: Box<str>,
@@ -69,6 +71,11 @@ pub enum PatternError {
     PlaceholderInSegment,
     #[error("'.' and '..' segments never match: requests with them are refused")]
     DotSegment,
+    #[error(
+        "segment {0:?} never matches: requests with '\\', ';', control bytes, bad \
+         percent-encoding or an encoded '/', '?' or '#' (outside an ARN) are refused"
+    )]
+    AmbiguousSegment(String),
 }
 
 impl PathPattern {
@@ -101,19 +108,17 @@ fn is_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn parse_segment(seg: &str) -> Result<PatternSegment, PatternError> {
+/// `arn_slot`: the previous segment is an ARN parent (see `path.rs`).
+fn parse_segment(seg: &str, arn_slot: bool) -> Result<PatternSegment, PatternError> {
     if seg.contains('*') {
         return Err(PatternError::WildcardInSegment);
     }
     if !seg.contains(['{', '}']) {
-        let literal = if seg.contains('%') {
-            percent_decode(seg)
-        } else {
-            seg.to_owned()
+        let literal = match path::check(seg, arn_slot) {
+            Ok(decoded) => decoded.unwrap_or_else(|| seg.to_owned()),
+            Err(Ambiguous::DotSegment) => return Err(PatternError::DotSegment),
+            Err(_) => return Err(PatternError::AmbiguousSegment(seg.to_owned())),
         };
-        if literal == "." || literal == ".." {
-            return Err(PatternError::DotSegment);
-        }
         return Ok(PatternSegment::Literal(literal.into()));
     }
     if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
@@ -151,7 +156,11 @@ impl FromStr for PathPattern {
                 }
                 rest = true;
             } else {
-                segments.push(parse_segment(seg)?);
+                let arn_slot = matches!(
+                    segments.last(),
+                    Some(PatternSegment::Literal(lit)) if path::is_arn_parent(lit)
+                );
+                segments.push(parse_segment(seg, arn_slot)?);
             }
         }
         Ok(PathPattern {

@@ -20,7 +20,7 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     #[error("request body exceeds the limit of {limit} bytes; its upload to upstream {upstream} was aborted")]
     StreamedBodyTooLarge { limit: u64, upstream: String },
-    #[error("{0}; the gateway cannot tell whether this call is stateless or stateful")]
+    #[error("{}{}", .0, unclassifiable_suffix(.0))]
     Unclassifiable(Unclassifiable),
     #[error("reading the request body failed: {0}")]
     ClientBody(String),
@@ -28,6 +28,14 @@ pub enum ProxyError {
     ClientBodyTimeout,
     #[error("{error}; this {class} request was not sent to any other upstream")]
     Upstream { error: UpstreamError, class: Class },
+}
+
+/// Body refusals say why they matter; a path refusal's reason already does.
+fn unclassifiable_suffix(u: &Unclassifiable) -> &'static str {
+    match u.reason {
+        UnclassifiableReason::AmbiguousPath => "",
+        _ => "; the gateway cannot tell whether this call is stateless or stateful",
+    }
 }
 
 impl ProxyError {

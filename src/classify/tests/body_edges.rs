@@ -334,7 +334,10 @@ fn ambiguous_paths_are_refused() {
     ] {
         let err = run(&c, "GET", path, &[], "").unwrap_err();
         assert_eq!(err.reason, Why::AmbiguousPath, "{path}");
-        assert_eq!(err.to_string(), "request path has '.' or '..' segments");
+        assert!(
+            err.to_string().starts_with("request path is ambiguous"),
+            "{err}"
+        );
         assert_eq!(err.reason.code(), "ambiguous_path");
         assert_eq!(c.route_label(err.route), "other");
     }

@@ -1,10 +1,11 @@
 //! Tests of the classifier as a whole: one table row per built-in rule, body edge cases,
-//! operator rules and route-label bounds.
+//! operator rules, route-label bounds and ambiguous paths.
 
 mod body_edges;
 mod builtin_table;
 mod labels;
 mod operator;
+mod paths;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 

@@ -55,8 +55,13 @@ fn each_head_condition_kind() {
         "stateful by-path path:/v1/custom/{id}/*"
     );
     assert_eq!(
-        outcome(&c, "GET", "//v1/custom/a/", &[], ""),
+        outcome(&c, "GET", "/v1/custom/a/", &[], ""),
         "stateful by-path path:/v1/custom/{id}/*"
+    );
+    // Ambiguous paths are refused before any operator rule.
+    assert_eq!(
+        outcome(&c, "GET", "//v1/custom/a/", &[], ""),
+        "ambiguous_path"
     );
     assert_eq!(
         outcome(&c, "GET", "/v1/custom", &[], ""),
