@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{metric, Harness, SOON};
+use common::{chunked_parts, metric, trickle, Harness, SOON};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -96,26 +96,13 @@ async fn connect_trace_and_asterisk_targets_are_refused() {
     h.shutdown().await;
 }
 
-/// Send a chunked POST whose chunks trickle in `gap` apart; return the raw response.
-async fn trickle(h: &Harness, path: &str, chunks: &[&str], gap: Duration) -> String {
-    let mut s = TcpStream::connect(h.proxy_addr).await.unwrap();
+/// A chunked POST whose chunks trickle in `gap` apart; the raw response.
+async fn trickle_post(h: &Harness, path: &str, chunks: &[&str], gap: Duration) -> String {
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
     );
-    s.write_all(head.as_bytes()).await.unwrap();
-    for chunk in chunks {
-        let _ = s
-            .write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes())
-            .await;
-        tokio::time::sleep(gap).await;
-    }
-    let _ = s.write_all(b"0\r\n\r\n").await;
-    let mut out = Vec::new();
-    tokio::time::timeout(SOON, s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
+    let parts: Vec<String> = std::iter::once(head).chain(chunked_parts(chunks)).collect();
+    trickle(h.proxy_addr, &parts, gap).await
 }
 
 #[tokio::test]
@@ -128,11 +115,11 @@ async fn a_slow_upload_is_the_clients_fault_not_the_upstreams() {
     let gap = Duration::from_millis(300);
     let chunks = [r#"{"model":"m","#, r#""messages":[],"#, r#""store":false}"#];
     // Buffered (classified by body) route.
-    let resp = trickle(&h, "/v1/chat/completions", &chunks, gap).await;
+    let resp = trickle_post(&h, "/v1/chat/completions", &chunks, gap).await;
     assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
     assert!(resp.contains("\"code\":\"client_timeout\""), "{resp}");
     // Streamed route: the upload is cut off when the deadline passes.
-    let resp = trickle(&h, "/v1/files", &["a", "b", "c", "d"], gap).await;
+    let resp = trickle_post(&h, "/v1/files", &["a", "b", "c", "d"], gap).await;
     assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
     let scrape = h.scrape().await;
     metric("switchyard_rejections_total")
@@ -150,7 +137,7 @@ async fn a_slow_upload_is_the_clients_fault_not_the_upstreams() {
 #[tokio::test]
 async fn a_stalled_body_on_an_inspected_route_hits_the_idle_timeout() {
     let h = Harness::with_config("[timeouts]\nidle = \"200ms\"\n").await;
-    let resp = trickle(
+    let resp = trickle_post(
         &h,
         "/v1/responses",
         &[r#"{"model":"m","#, r#""input":"x"}"#],
@@ -166,7 +153,7 @@ async fn a_stalled_body_on_an_inspected_route_hits_the_idle_timeout() {
 async fn a_streamed_body_over_the_limit_says_the_upload_was_aborted() {
     let h = Harness::with_config("[limits]\nmax_body_bytes = 1024\n").await;
     let big = "x".repeat(700);
-    let resp = trickle(&h, "/v1/files", &[&big, &big], Duration::from_millis(10)).await;
+    let resp = trickle_post(&h, "/v1/files", &[&big, &big], Duration::from_millis(10)).await;
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
     assert!(
         resp.contains("its upload to upstream secondary was aborted"),

@@ -6,24 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, SOON};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-async fn exchange(h: &Harness, head: &str, parts: &[&str], gap: Duration) -> String {
-    let mut s = TcpStream::connect(h.proxy_addr).await.unwrap();
-    s.write_all(head.as_bytes()).await.unwrap();
-    for part in parts {
-        s.write_all(part.as_bytes()).await.unwrap();
-        tokio::time::sleep(gap).await;
-    }
-    let mut out = Vec::new();
-    tokio::time::timeout(SOON, s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
-}
+use common::{chunked_parts, trickle, Harness, SOON};
 
 #[tokio::test]
 async fn slow_streamed_upload_is_not_a_first_byte_timeout() {
@@ -32,13 +15,10 @@ async fn slow_streamed_upload_is_not_a_first_byte_timeout() {
     // first-byte timeout. The upstream answers at once when the body is complete.
     let head = "POST /v1/files HTTP/1.1\r\nhost: gw\r\ncontent-type: application/octet-stream\r\n\
                 transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
-    let parts = [
-        "6\r\nhello \r\n",
-        "5\r\nslow \r\n",
-        "5\r\nworld\r\n",
-        "0\r\n\r\n",
-    ];
-    let response = exchange(&h, head, &parts, Duration::from_millis(350)).await;
+    let parts: Vec<String> = std::iter::once(head.to_owned())
+        .chain(chunked_parts(&["hello ", "slow ", "world"]))
+        .collect();
+    let response = trickle(h.proxy_addr, &parts, Duration::from_millis(350)).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(
         response.contains("x-mock-provider: secondary"),
@@ -54,7 +34,7 @@ async fn slow_streamed_upload_is_not_a_first_byte_timeout() {
     // The first-byte timeout still applies once the body is sent.
     let head = "POST /v1/files HTTP/1.1\r\nhost: gw\r\nx-mock-delay-ms: 5000\r\n\
                 content-length: 3\r\nconnection: close\r\n\r\nabc";
-    let slow = exchange(&h, head, &[], Duration::ZERO).await;
+    let slow = trickle(h.proxy_addr, &[head.to_owned()], Duration::ZERO).await;
     assert!(slow.starts_with("HTTP/1.1 504"), "{slow}");
     assert!(slow.contains("\"code\":\"timeout\""), "{slow}");
     h.shutdown().await;

@@ -30,7 +30,7 @@ pub use self::client::{
 #[allow(unused_imports)]
 pub use self::metrics::{metric, Scrape};
 #[allow(unused_imports)]
-pub use self::raw::{raw_upstream, read_raw_response, RawResponse};
+pub use self::raw::{chunked_parts, raw_upstream, read_raw_response, trickle, RawResponse};
 
 /// Upper bound for any single exchange in a test; a hang becomes a clear failure.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);

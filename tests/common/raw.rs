@@ -5,6 +5,33 @@ use std::net::SocketAddr;
 
 use super::SOON;
 
+/// A slow client: send `parts` on a fresh connection to `addr`, `gap` apart, then read until
+/// the server closes (send `connection: close`) and return the raw response as text.
+/// Write errors are ignored: a server may answer and close before the last part.
+pub async fn trickle(addr: SocketAddr, parts: &[String], gap: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for part in parts {
+        let _ = stream.write_all(part.as_bytes()).await;
+        tokio::time::sleep(gap).await;
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(SOON, stream.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `chunks` as HTTP/1.1 chunked-encoding parts, the terminating chunk included.
+pub fn chunked_parts(chunks: &[&str]) -> Vec<String> {
+    chunks
+        .iter()
+        .map(|c| format!("{:x}\r\n{c}\r\n", c.len()))
+        .chain(std::iter::once("0\r\n\r\n".to_owned()))
+        .collect()
+}
+
 /// A minimal HTTP/1.1 upstream: it reads each request (head plus a `content-length` body)
 /// and answers with `response` verbatim. With `close`, it closes the connection after
 /// writing, which truncates a response that promised more.
