@@ -1,10 +1,12 @@
 //! Configuration: the TOML file parsed once into a typed, validated `Config`.
 //!
 //! `raw.rs` mirrors the file (unknown keys are errors), `env.rs` expands `${VAR}` secrets,
-//! `validate.rs` turns the mirror into the types below. Nothing downstream re-checks strings.
+//! `validate.rs` turns the mirror into the types below, `rules.rs` the operator rules.
+//! Nothing downstream re-checks strings.
 
 mod env;
 mod raw;
+mod rules;
 mod validate;
 
 #[cfg(test)]
