@@ -60,7 +60,7 @@ async fn a_marker_hidden_behind_connection_does_not_decide() {
 }
 
 #[tokio::test]
-async fn connect_trace_and_asterisk_targets_are_refused() {
+async fn connect_trace_miscased_methods_and_asterisk_targets_are_refused() {
     let h = Harness::start().await;
     let reply = h
         .client
@@ -73,6 +73,9 @@ async fn connect_trace_and_asterisk_targets_are_refused() {
     for request in [
         "CONNECT evil.example:443 HTTP/1.1\r\nhost: evil.example:443\r\n\r\n",
         "OPTIONS * HTTP/1.1\r\nhost: gw\r\n\r\n",
+        // Lower-case `post` is an unknown method to the classifier (so `store:false` would not
+        // be read) but POST to a lenient upstream.
+        "post /v1/responses HTTP/1.1\r\nhost: gw\r\ncontent-length: 15\r\n\r\n{\"store\":false}",
     ] {
         let mut s = TcpStream::connect(h.proxy_addr).await.unwrap();
         s.write_all(request.as_bytes()).await.unwrap();
@@ -92,7 +95,7 @@ async fn connect_trace_and_asterisk_targets_are_refused() {
     let scrape = h.scrape().await;
     metric("switchyard_rejections_total")
         .label("reason", "method_not_allowed")
-        .assert_value(&scrape, 2.0);
+        .assert_value(&scrape, 3.0);
     h.shutdown().await;
 }
 

@@ -165,8 +165,12 @@ async fn classify(
     body: Incoming,
     start: Instant,
 ) -> Result<Classified, Box<Refusal>> {
-    if parts.method == Method::CONNECT || parts.method == Method::TRACE {
-        // CONNECT would tunnel anywhere; TRACE would echo injected credentials back.
+    if parts.method == Method::CONNECT
+        || parts.method == Method::TRACE
+        || is_miscased_standard_method(&parts.method)
+    {
+        // CONNECT would tunnel anywhere; TRACE would echo injected credentials back; `post`
+        // is an extension method to the classifier but may be POST to an upstream.
         return Err(Box::new(Refusal {
             route: RouteId::OTHER,
             error: ProxyError::MethodNotAllowed(parts.method.clone()),
@@ -369,6 +373,28 @@ fn decision_headers(gw: &Gateway, headers: &mut HeaderMap, decision: &Decision) 
     );
     headers.insert(RULE_HEADER, label_value(&decision.rule));
     headers.insert(MARKER_HEADER, label_value(&decision.marker.to_string()));
+}
+
+/// A method that differs from a standard one only in case (`post`, `Get`). Methods are
+/// case-sensitive, so the classifier treats these as unknown methods, while an upstream
+/// that is lenient about case would run them as the standard one.
+fn is_miscased_standard_method(method: &Method) -> bool {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    let name = method.as_str();
+    name.bytes().any(|b| b.is_ascii_lowercase())
+        && STANDARD
+            .iter()
+            .any(|m| m.as_str().eq_ignore_ascii_case(name))
 }
 
 /// The `content-length` the client declared, if it is one well-formed number.
