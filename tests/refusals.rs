@@ -19,7 +19,7 @@ fn chat() -> serde_json::Value {
 #[tokio::test]
 async fn unclassifiable_bodies_are_refused_before_any_upstream() {
     let h = Harness::start().await;
-    let cases: [(&str, &[u8], &str); 5] = [
+    let cases: [(&str, &[u8], &str); 8] = [
         ("/v1/responses", b"{not json", "invalid_json"),
         ("/v1/responses", b"", "invalid_json"),
         ("/v1/responses", b"[1, 2, 3]", "not_an_object"),
@@ -32,6 +32,18 @@ async fn unclassifiable_bodies_are_refused_before_any_upstream() {
             "/v1/chat/completions",
             br#"{"model": "m", "messages": [}"#,
             "invalid_json",
+        ),
+        // Providers disagree on coercing these; the gateway refuses to guess.
+        ("/v1/responses", br#"{"store": "false"}"#, "invalid_marker"),
+        (
+            "/v1/responses",
+            br#"{"store": false, "background": 1}"#,
+            "invalid_marker",
+        ),
+        (
+            "/v1/chat/completions",
+            br#"{"messages": [], "store": "true"}"#,
+            "invalid_marker",
         ),
     ];
     for (path, body, code) in cases {

@@ -228,8 +228,6 @@ fn protocol_table() -> Vec<Row> {
             .json(json!({"model": m, "input": input, "store": false, "conversation": null})),
         row("responses store null", "POST", "/v1/responses", Stateful)
             .json(json!({"model": m, "input": input, "store": null})),
-        row("responses store string", "POST", "/v1/responses", Stateful)
-            .json(json!({"model": m, "input": input, "store": "false"})),
         row("responses background", "POST", "/v1/responses", Stateful)
             .json(json!({"model": m, "input": input, "store": false, "background": true})),
         row("responses background false", "POST", "/v1/responses", Stateless)

@@ -30,11 +30,11 @@ macro_rules! builtin_rules {
 
 builtin_rules! {
     HeaderMcpSession => "header.mcp_session",
-        "Mcp-Session-Id header on any path: an MCP streamable-HTTP session (stateful)";
+        "a non-blank Mcp-Session-Id header on any path: an MCP streamable-HTTP session (stateful)";
     HeaderAgentcoreSession => "header.agentcore_session",
-        "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id header on any path: an AgentCore session (stateful)";
+        "a non-blank X-Amzn-Bedrock-AgentCore-Runtime-Session-Id header on any path: an AgentCore session (stateful)";
     WebsocketUpgrade => "websocket.upgrade",
-        "Upgrade: websocket on /responses or /realtime*: the session lives on the connection (stateful)";
+        "GET with Upgrade: websocket on /responses or /realtime*: the session lives on the connection (stateful)";
     ResponsesPreviousResponseId => "responses.previous_response_id",
         "POST /responses[/input_tokens|/compact] with previous_response_id not null (stateful)";
     ResponsesConversation => "responses.conversation",
@@ -149,10 +149,12 @@ pub(crate) enum Place {
     AnthropicContainer,
     InputFileId,
     InputOutputFileId,
+    InputOutputObjectFileId,
     ChatFileId,
     AnthropicBlockFileId,
     AnthropicSourceFileId,
     AnthropicToolResultFileId,
+    ToolImageMaskFileId,
     VectorStoreIds,
     ToolContainer,
     InputType,
@@ -170,28 +172,33 @@ impl Place {
         Place::AnthropicContainer,
         Place::InputFileId,
         Place::InputOutputFileId,
+        Place::InputOutputObjectFileId,
         Place::ChatFileId,
         Place::AnthropicBlockFileId,
         Place::AnthropicSourceFileId,
         Place::AnthropicToolResultFileId,
+        Place::ToolImageMaskFileId,
         Place::VectorStoreIds,
         Place::ToolContainer,
         Place::InputType,
     ];
 
-    /// The pointer, and the rules that test its presence.
+    /// The pointer, and the rules that read its presence (`/store` and `/background`: to
+    /// refuse a value that is not a boolean, see `decide::invalid_marker`).
     pub(crate) const fn spec(self) -> (&'static str, &'static [BuiltinRule]) {
         match self {
-            Place::Store => ("/store", &[]),
+            Place::Store => ("/store", &[R::ResponsesStore, R::ChatStore]),
             Place::PreviousResponseId => {
                 ("/previous_response_id", &[R::ResponsesPreviousResponseId])
             }
             Place::Conversation => ("/conversation", &[R::ResponsesConversation]),
-            Place::Background => ("/background", &[]),
+            Place::Background => ("/background", &[R::ResponsesBackground]),
             Place::Prompt => ("/prompt", &[R::ResponsesPrompt]),
             Place::AnthropicContainer => ("/container", &[R::AnthropicContainer]),
             Place::InputFileId => ("/input/*/content/*/file_id", &[R::BodyFileReference]),
             Place::InputOutputFileId => ("/input/*/output/*/file_id", &[R::BodyFileReference]),
+            // computer_call_output: `output` is one `computer_screenshot` object.
+            Place::InputOutputObjectFileId => ("/input/*/output/file_id", &[R::BodyFileReference]),
             Place::ChatFileId => (
                 "/messages/*/content/*/file/file_id",
                 &[R::BodyFileReference],
@@ -207,6 +214,10 @@ impl Place {
                 "/messages/*/content/*/content/*/source/file_id",
                 &[R::BodyFileReference],
             ),
+            // image_generation tool: a mask uploaded as a file.
+            Place::ToolImageMaskFileId => {
+                ("/tools/*/input_image_mask/file_id", &[R::BodyFileReference])
+            }
             Place::VectorStoreIds => ("/tools/*/vector_store_ids", &[R::BodyVectorStore]),
             Place::ToolContainer => ("/tools/*/container", &[R::BodyContainer]),
             Place::InputType => ("/input/*/type", &[]),
@@ -224,6 +235,7 @@ pub(crate) enum Test {
     StoreTrue,
     StoreFalse,
     BackgroundTrue,
+    BackgroundFalse,
     InputItemReference,
 }
 
@@ -232,24 +244,42 @@ impl Test {
         Test::StoreTrue,
         Test::StoreFalse,
         Test::BackgroundTrue,
+        Test::BackgroundFalse,
         Test::InputItemReference,
     ];
 
-    /// The place, the value it must equal, and the rule that uses the test.
-    pub(crate) fn spec(self) -> (Place, Scalar, BuiltinRule) {
+    /// The place, the value it must equal, and the rules that use the test (both boolean
+    /// tests of a marker: to tell a boolean from anything else).
+    pub(crate) fn spec(self) -> (Place, Scalar, &'static [BuiltinRule]) {
+        const STORE: &[BuiltinRule] = &[R::ResponsesStore, R::ChatStore];
+        const BACKGROUND: &[BuiltinRule] = &[R::ResponsesBackground];
         match self {
-            Test::StoreTrue => (Place::Store, Scalar::Bool(true), R::ChatStore),
-            Test::StoreFalse => (Place::Store, Scalar::Bool(false), R::ResponsesStore),
-            Test::BackgroundTrue => (
-                Place::Background,
-                Scalar::Bool(true),
-                R::ResponsesBackground,
-            ),
+            Test::StoreTrue => (Place::Store, Scalar::Bool(true), STORE),
+            Test::StoreFalse => (Place::Store, Scalar::Bool(false), STORE),
+            Test::BackgroundTrue => (Place::Background, Scalar::Bool(true), BACKGROUND),
+            Test::BackgroundFalse => (Place::Background, Scalar::Bool(false), BACKGROUND),
             Test::InputItemReference => (
                 Place::InputType,
                 Scalar::Str("item_reference".into()),
-                R::BodyItemReference,
+                &[R::BodyItemReference],
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::pointer::Pointer;
+
+    #[test]
+    fn places_and_tests_are_listed_in_declaration_order() {
+        for (i, place) in Place::ALL.iter().enumerate() {
+            assert_eq!(place.index(), i, "{place:?}");
+            assert!(place.spec().0.parse::<Pointer>().is_ok(), "{place:?}");
+        }
+        for (i, test) in Test::ALL.iter().enumerate() {
+            assert_eq!(*test as usize, i, "{test:?}");
         }
     }
 }

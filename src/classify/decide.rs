@@ -78,6 +78,15 @@ fn is_websocket(headers: &HeaderMap) -> bool {
     })
 }
 
+/// A session header counts only with a value that is not blank (spaces and tabs trimmed);
+/// an empty `Mcp-Session-Id:` is treated as absent.
+fn has_session(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .any(|v| v.as_bytes().iter().any(|b| *b != b' ' && *b != b'\t'))
+}
+
 /// The built-in decision from the head alone, or the body route that needs the body.
 pub(crate) fn head(on: Enabled, method: &Method, headers: &HeaderMap, tpl: Option<Tpl>) -> Head {
     let hit = |rule, class, found| {
@@ -88,14 +97,14 @@ pub(crate) fn head(on: Enabled, method: &Method, headers: &HeaderMap, tpl: Optio
         }
     };
     use Class::{Stateful, Stateless};
-    if on.has(R::HeaderMcpSession) && headers.contains_key(&MCP_SESSION_ID) {
+    if on.has(R::HeaderMcpSession) && has_session(headers, &MCP_SESSION_ID) {
         return hit(
             R::HeaderMcpSession,
             Stateful,
             Found::Header(Hdr::McpSession),
         );
     }
-    if on.has(R::HeaderAgentcoreSession) && headers.contains_key(&AGENTCORE_SESSION_ID) {
+    if on.has(R::HeaderAgentcoreSession) && has_session(headers, &AGENTCORE_SESSION_ID) {
         return hit(
             R::HeaderAgentcoreSession,
             Stateful,
@@ -106,8 +115,11 @@ pub(crate) fn head(on: Enabled, method: &Method, headers: &HeaderMap, tpl: Optio
         return Head::Miss;
     };
     let family = tpl.family();
+    // A WebSocket handshake is a GET; the proxy strips `Upgrade` from anything else, which
+    // then reaches the upstream as a plain request and is classified like one.
     let websocket_route = tpl == Tpl::Responses || family == Family::Realtime;
-    if on.has(R::WebsocketUpgrade) && websocket_route && is_websocket(headers) {
+    let handshake = websocket_route && method == Method::GET;
+    if on.has(R::WebsocketUpgrade) && handshake && is_websocket(headers) {
         return hit(R::WebsocketUpgrade, Stateful, Found::Header(Hdr::Upgrade));
     }
     let body = |route: BodyRoute| {
@@ -248,10 +260,12 @@ fn check(
             [
                 Place::InputFileId,
                 Place::InputOutputFileId,
+                Place::InputOutputObjectFileId,
                 Place::ChatFileId,
                 Place::AnthropicBlockFileId,
                 Place::AnthropicSourceFileId,
                 Place::AnthropicToolResultFileId,
+                Place::ToolImageMaskFileId,
             ]
             .into_iter()
             .find_map(present),
@@ -272,6 +286,37 @@ fn check(
         R::ResponsesInputTokens | R::ResponsesCompact | R::AnthropicMessages => {
             stateless(Found::Path)
         }
+        _ => None,
+    }
+}
+
+/// A marker on `route` holding something other than `true`, `false` or `null` (`0`,
+/// `"false"`, an object, …), when a rule that is on reads it: providers disagree on
+/// coercing such values, so the request cannot be classified.
+pub(crate) fn invalid_marker(
+    on: Enabled,
+    route: BodyRoute,
+    facts: &Facts,
+    slot: impl Fn(Place) -> usize,
+    test: impl Fn(Test) -> usize,
+) -> Option<Place> {
+    let not_bool = |place: Place, yes: Test, no: Test| {
+        facts.present(slot(place)) && !facts.matched(test(yes)) && !facts.matched(test(no))
+    };
+    let store = || not_bool(Place::Store, Test::StoreTrue, Test::StoreFalse);
+    let background = || {
+        not_bool(
+            Place::Background,
+            Test::BackgroundTrue,
+            Test::BackgroundFalse,
+        )
+    };
+    match route {
+        BodyRoute::Responses if on.has(R::ResponsesStore) && store() => Some(Place::Store),
+        BodyRoute::Responses if on.has(R::ResponsesBackground) && background() => {
+            Some(Place::Background)
+        }
+        BodyRoute::Chat if on.has(R::ChatStore) && store() => Some(Place::Store),
         _ => None,
     }
 }

@@ -85,9 +85,9 @@ impl Classifier {
         let test_ids = Test::ALL
             .iter()
             .map(|test| {
-                let (place, value, user) = test.spec();
+                let (place, value, users) = test.spec();
                 match place.spec().0.parse::<Pointer>() {
-                    Ok(pointer) => captures.test(&pointer, Some(value), enabled.has(user)),
+                    Ok(pointer) => captures.test(&pointer, Some(value), enabled.any(users)),
                     Err(_) => usize::MAX,
                 }
             })
@@ -138,6 +138,9 @@ impl Classifier {
             if !self.arn_in_slot(&split, arn, tpl, prefix) {
                 return ambiguous();
             }
+        }
+        if tpl.is_none() && self.is_case_variant(segs) {
+            return ambiguous();
         }
 
         let mut candidates = BitSet::new();
@@ -232,6 +235,25 @@ impl Classifier {
         spread_tpl.map(Tpl::family) == Some(family)
     }
 
+    /// Whether a path no template matched (`segs`) has ASCII capitals and matches one once
+    /// lowercased (`/openai/v1/Responses`): a front end that matches paths case-insensitively
+    /// (Azure APIM) would treat it as that endpoint, so `default` could be wrong. Parameter
+    /// segments (deployments, ids, ARNs) may hold capitals freely: a path with them already
+    /// matches as sent, and never gets here. Allocates only on this rare path.
+    #[cold]
+    #[inline(never)]
+    fn is_case_variant(&self, segs: &[&str]) -> bool {
+        if !segs
+            .iter()
+            .any(|s| s.bytes().any(|b| b.is_ascii_uppercase()))
+        {
+            return false;
+        }
+        let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+        self.routes.resolve(&lower).1.is_some()
+    }
+
     fn operator_decision(&self, rule: &OperatorRule, route: RouteId) -> Decision {
         Decision {
             class: rule.class,
@@ -314,6 +336,15 @@ impl PendingBody {
             Terminal::Builtin(body_route) => {
                 let slot = |p| classifier.place_slot(p);
                 let test = |t| classifier.test_id(t);
+                let on = classifier.enabled;
+                if let Some(place) = decide::invalid_marker(on, body_route, &facts, slot, test) {
+                    let text = classifier.place_text.get(place.index());
+                    let field = text.map_or_else(String::new, |t| t.to_string());
+                    return Err(Unclassifiable {
+                        route,
+                        reason: UnclassifiableReason::InvalidMarker(field),
+                    });
+                }
                 match decide::body(classifier.enabled, body_route, &facts, slot, test) {
                     Some(hit) => classifier.builtin_decision(hit, route),
                     None => classifier.default_decision(route),

@@ -110,6 +110,9 @@ impl Routes {
                 PrefixSeg::Placeholder("deployment"),
             ],
             vec![lit("openai")],
+            // OpenAI's own prefix, whatever the configured base (no Bedrock/AgentCore
+            // routes under it unless it is the base). Skipped when it is the base.
+            vec![lit("v1")],
         ];
         let mut prefixes = vec![Prefix {
             segs: base,

@@ -15,21 +15,30 @@
 //!    empty segments (`//v1/x`, `/v1//x`; one trailing `/` is fine), `.`/`..` segments (also
 //!    `%2e`), `\` (raw or `%5C`), an encoded `/` (`%2F`) outside an ARN slot, an encoded `?`
 //!    or `#`, `;` (raw or `%3B`), invalid percent-encoding or escapes that are not UTF-8,
-//!    and NUL/control bytes (raw or decoded). The proxy forwards the raw path, so the
-//!    classifier must only accept paths every upstream splits and decodes as it does.
+//!    and NUL/control bytes (raw or decoded); and a case variant of a known path (a path
+//!    that matches no template as sent but does once ASCII-lowercased, `/v1/Files`). The
+//!    proxy forwards the raw path, so the classifier must only accept paths every upstream
+//!    splits, decodes and matches as it does.
 //! 2. Operator rules, in order. A rule with body conditions whose head conditions match
 //!    defers to the body; later rules and the built-ins are then evaluated after the scan.
-//! 3. Header built-ins (any path): `header.mcp_session`, `header.agentcore_session`.
-//! 4. `websocket.upgrade` on `/responses` and `/realtime*`.
+//! 3. Header built-ins (any path): `header.mcp_session`, `header.agentcore_session`. Only a
+//!    value that is not blank (spaces and tabs trimmed) is a marker; an empty header is
+//!    treated as absent.
+//! 4. `websocket.upgrade`: a `GET` with `Upgrade: websocket` on `/responses` and
+//!    `/realtime*`. Other methods go on to the route's rules: a handshake is a GET, and the
+//!    proxy strips `Upgrade` from anything else, so the upstream sees a plain request.
 //! 5. The route's built-ins (table below); a disabled one is skipped and the next check runs.
 //! 6. `default`: stateless, marker `none`.
 //!
 //! # Routes and built-in rules
 //!
 //! Prefixes recognised (longest first): the configured base path (default `/v1`),
-//! `/openai/v1`, `/openai/deployments/{deployment}`, `/openai`. The API path after the prefix
+//! `/openai/v1`, `/openai/deployments/{deployment}`, `/openai` and `/v1` (whatever the base,
+//! so `/v1/responses` is known under base `/api` or the root too; a base equal to a built-in
+//! prefix is one prefix, and labels are never duplicated). The API path after the prefix
 //! is matched against the table; Bedrock and AgentCore paths match at the root or under the
-//! base path. Labels are prefix + template (`/v1/responses/{id}`), or `other`.
+//! base path. Labels are prefix + template (`/v1/responses/{id}`), or `other`; with five
+//! prefixes plus the root the table stays under 700 labels.
 //!
 //! | API path | Method | Rule(s), in order | Class |
 //! |---|---|---|---|
@@ -53,12 +62,25 @@
 //! | anything else | any | `default` | stateless |
 //!
 //! `body.*` references (checked on every body route): `body.file_reference`
-//! (`/input/*/content/*/file_id`, `/input/*/output/*/file_id`,
-//! `/messages/*/content/*/file/file_id`, `/messages/*/content/*/file_id`,
-//! `/messages/*/content/*/source/file_id`, `/messages/*/content/*/content/*/source/file_id`),
+//! (`/input/*/content/*/file_id`, `/input/*/output/*/file_id`, `/input/*/output/file_id`
+//! (a `computer_call_output` screenshot), `/messages/*/content/*/file/file_id`,
+//! `/messages/*/content/*/file_id`, `/messages/*/content/*/source/file_id`,
+//! `/messages/*/content/*/content/*/source/file_id`, `/tools/*/input_image_mask/file_id`
+//! (an `image_generation` mask)),
 //! `body.vector_store` (`/tools/*/vector_store_ids`), `body.container`
 //! (`/tools/*/container`), `body.item_reference` (`/input/*/type` = `"item_reference"`).
 //! "Present" always means present and not null; `store: null` counts as absent.
+//!
+//! Marker values: on `POST /responses`, `store` and `background`, and on
+//! `POST /chat/completions`, `store`, must be `true`, `false` or `null` (absent). Anything
+//! else (`0`, `1`, `"false"`, an object, …) is refused with
+//! [`UnclassifiableReason::InvalidMarker`] (`invalid_marker`) before the route's built-ins
+//! run, since providers disagree on coercing it. Only fields a rule that is on reads are
+//! checked (`store` by `responses.store` / `chat.store`, `background` by
+//! `responses.background`); operator rules with body conditions are evaluated first.
+//!
+//! Refusal codes ([`UnclassifiableReason::code`], a bounded set): `invalid_json`,
+//! `not_an_object`, `duplicate_key`, `encoded_body`, `invalid_marker`, `ambiguous_path`.
 //!
 //! Decisions on cases PROTOCOL.md leaves open:
 //! - Non-POST calls on the body routes of `/responses` hit the stored-object shape
@@ -77,7 +99,13 @@
 //!   it, so disabling `responses.store` makes a body without `store` stateless.
 //! - `/files*` and `/skills*` exist in both OpenAI's and Anthropic's APIs under `/v1`; the
 //!   `anthropic-version` header (always sent by Anthropic clients) picks the rule name.
-//! - Path literals are compared case-sensitively: `/V1/Responses` is unknown (`default`).
+//! - Path literals are compared case-sensitively, but some front ends (Azure APIM) match
+//!   them case-insensitively: a path that matches no template as sent but does once
+//!   ASCII-lowercased (`/V1/Responses`, `/openai/deployments/d/Chat/Completions`) is
+//!   refused as `AmbiguousPath`. Capitals in parameter segments (deployments, ids, ARNs)
+//!   are fine: such a path matches as sent. A path that matches one template as sent and
+//!   another lowercased (`/v1/responses/Compact` is `/responses/{id}`) is classified as
+//!   sent.
 //! - Segments are percent-decoded before matching (`/v1/%72esponses` is `/v1/responses`):
 //!   decoding letters cannot change the split, and upstreams decode them alike.
 //! - ARN slots: the segment after `runtimes` (AgentCore) and after `model` or `async-invoke`
@@ -245,9 +273,14 @@ pub enum UnclassifiableReason {
     DuplicateKey(String),
     #[error("cannot inspect a request body with content-encoding {0}")]
     Encoded(String),
+    /// A marker the built-ins read (`/store`, `/background`) holds something other than
+    /// `true`, `false` or `null`: providers disagree on coercing it.
+    #[error("request body field {0} must be true, false or null")]
+    InvalidMarker(String),
     #[error(
-        "request path is ambiguous (empty, '.' or '..' segments, encoded '/' or '\\', ';' or \
-         bad percent-encoding); upstreams may read it differently"
+        "request path is ambiguous (empty, '.' or '..' segments, encoded '/' or '\\', ';', \
+         bad percent-encoding or a case variant of a known path); upstreams may read it \
+         differently"
     )]
     AmbiguousPath,
 }
@@ -260,6 +293,7 @@ impl UnclassifiableReason {
             UnclassifiableReason::NotAnObject => "not_an_object",
             UnclassifiableReason::DuplicateKey(_) => "duplicate_key",
             UnclassifiableReason::Encoded(_) => "encoded_body",
+            UnclassifiableReason::InvalidMarker(_) => "invalid_marker",
             UnclassifiableReason::AmbiguousPath => "ambiguous_path",
         }
     }

@@ -259,10 +259,16 @@ fn deep_nesting_in_skipped_values_is_fine() {
 
 #[test]
 fn numbers_and_other_types() {
-    stateful(r#"{"store":0}"#, "responses.store", "body:/store");
-    stateful(r#"{"store":"false"}"#, "responses.store", "body:/store");
-    stateless(r#"{"store":false,"background":"true"}"#);
-    stateless(r#"{"store":false,"background":1}"#);
+    assert_eq!(responses(r#"{"store":0}"#), Err(marker("/store")));
+    assert_eq!(responses(r#"{"store":"false"}"#), Err(marker("/store")));
+    assert_eq!(
+        responses(r#"{"store":false,"background":"true"}"#),
+        Err(marker("/background"))
+    );
+    assert_eq!(
+        responses(r#"{"store":false,"background":1}"#),
+        Err(marker("/background"))
+    );
     stateful(
         r#"{"store":false,"prompt":"pmpt_1"}"#,
         "responses.prompt",
@@ -382,4 +388,96 @@ fn which_routes_need_the_body() {
         panic!()
     };
     assert_eq!(c.route_label(pending.route()), "/v1/messages");
+}
+
+fn marker(field: &str) -> Why {
+    Why::InvalidMarker(field.to_owned())
+}
+
+/// `store` / `background` must be a boolean or null: providers disagree on coercing
+/// anything else (`0`, `"false"`, …), so such a body is refused before the rules run.
+#[test]
+fn non_boolean_markers_are_refused() {
+    let odd = [
+        "0",
+        "1",
+        "1e0",
+        "0.0",
+        "-1",
+        r#""false""#,
+        r#""true""#,
+        r#""""#,
+        "{}",
+        r#"{"value":false}"#,
+        "[]",
+        "[false]",
+    ];
+    for v in odd {
+        let store = format!(r#"{{"model":"gpt-5","input":"hi","store":{v}}}"#);
+        assert_eq!(responses(&store), Err(marker("/store")), "{store}");
+        let background = format!(r#"{{"store":false,"background":{v}}}"#);
+        assert_eq!(
+            responses(&background),
+            Err(marker("/background")),
+            "{background}"
+        );
+        // Checked before the other rules: a stored reference does not make it valid.
+        let both = format!(r#"{{"previous_response_id":"resp_1","store":{v}}}"#);
+        assert_eq!(responses(&both), Err(marker("/store")), "{both}");
+        let chat = format!(r#"{{"model":"gpt-4o","messages":[],"store":{v}}}"#);
+        let got = run(&classifier(), "POST", "/v1/chat/completions", &[], &chat);
+        let err = got.unwrap_err();
+        assert_eq!(err.reason, marker("/store"), "{chat}");
+        assert_eq!(err.reason.code(), "invalid_marker");
+        assert_eq!(
+            err.to_string(),
+            "request body field /store must be true, false or null"
+        );
+        assert_eq!(classifier().route_label(err.route), "/v1/chat/completions");
+        // Routes whose rules do not read these fields ignore them.
+        for (path, h) in [
+            ("/v1/responses/input_tokens", &[][..]),
+            ("/v1/responses/compact", &[][..]),
+            ("/v1/messages", &[("anthropic-version", "2023-06-01")][..]),
+        ] {
+            let body = format!(r#"{{"store":{v},"background":{v}}}"#);
+            assert!(
+                run(&classifier(), "POST", path, h, &body).is_ok(),
+                "{path} {body}"
+            );
+        }
+        let chat_background = format!(r#"{{"messages":[],"background":{v}}}"#);
+        let d = run(
+            &classifier(),
+            "POST",
+            "/v1/chat/completions",
+            &[],
+            &chat_background,
+        );
+        assert_eq!(
+            d.map(|d| d.rule.to_string()).as_deref(),
+            Ok("chat.stateless")
+        );
+    }
+    let err = responses(r#"{"store":false,"background":"yes"}"#).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "request body field /background must be true, false or null"
+    );
+    // Booleans and null are fine; so is a nested `store`.
+    stateless(r#"{"store":false,"background":false}"#);
+    stateless(r#"{"store":false,"background":null}"#);
+    stateless(r#"{"store":false,"metadata":{"store":"1","background":1}}"#);
+    stateful(r#"{"store":null}"#, "responses.store", "body:/store");
+    stateful(r#"{"store":true}"#, "responses.store", "body:/store");
+    // Store is reported before background.
+    assert_eq!(
+        responses(r#"{"background":2,"store":1}"#),
+        Err(marker("/store"))
+    );
+    // A duplicate is still a duplicate.
+    assert_eq!(
+        responses(r#"{"store":1,"store":false}"#),
+        Err(Why::DuplicateKey("/store".into()))
+    );
 }

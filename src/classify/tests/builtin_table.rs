@@ -34,6 +34,17 @@ fn table() -> Vec<Row> {
         "POST" "/v1/responses", MCP, r#"{"store":false}"# => Stateful "header.mcp_session" "header:mcp-session-id" "/v1/responses";
         "POST" concat!("/runtimes/", "arn%3Aaws%3Abedrock-agentcore%3Aus-east-1%3A123456789012%3Aruntime%2Fmy_agent-abc", "/invocations?qualifier=DEFAULT"), AGENTCORE, "{}" => Stateful "header.agentcore_session" "header:x-amzn-bedrock-agentcore-runtime-session-id" "/runtimes/{arn}/invocations";
         "POST" "/v1/chat/completions", AGENTCORE, CHAT => Stateful "header.agentcore_session" "header:x-amzn-bedrock-agentcore-runtime-session-id" "/v1/chat/completions";
+        // A blank session header is no marker: the other rules decide.
+        "POST" "/v1/responses", &[("Mcp-Session-Id", "")], r#"{"store":false}"# => Stateless "responses.stateless" "body:/store" "/v1/responses";
+        "POST" "/v1/responses", &[("Mcp-Session-Id", " \t ")], r#"{"store":false}"# => Stateless "responses.stateless" "body:/store" "/v1/responses";
+        "POST" "/mcp", &[("mcp-session-id", "")], "{}" => Stateless "default" "none" "other";
+        "POST" "/v1/chat/completions", &[("X-Amzn-Bedrock-AgentCore-Runtime-Session-Id", "")], CHAT => Stateless "chat.stateless" "body:/store" "/v1/chat/completions";
+        "POST" "/v1/chat/completions", &[("X-Amzn-Bedrock-AgentCore-Runtime-Session-Id", "\t")], CHAT => Stateless "chat.stateless" "body:/store" "/v1/chat/completions";
+        "POST" "/v1/embeddings", &[("mcp-session-id", ""), ("x-amzn-bedrock-agentcore-runtime-session-id", " ")], "{}" => Stateless "stateless.endpoints" "path:/v1/embeddings" "/v1/embeddings";
+        // One non-blank value among several is a marker; so is a value with inner spaces.
+        "POST" "/v1/responses", &[("Mcp-Session-Id", ""), ("Mcp-Session-Id", "s1")], r#"{"store":false}"# => Stateful "header.mcp_session" "header:mcp-session-id" "/v1/responses";
+        "POST" "/v1/responses", &[("Mcp-Session-Id", " a b ")], r#"{"store":false}"# => Stateful "header.mcp_session" "header:mcp-session-id" "/v1/responses";
+        "POST" "/v1/chat/completions", &[("X-Amzn-Bedrock-AgentCore-Runtime-Session-Id", " x")], CHAT => Stateful "header.agentcore_session" "header:x-amzn-bedrock-agentcore-runtime-session-id" "/v1/chat/completions";
 
         // WebSocket upgrades.
         "GET" "/v1/responses", WS, "" => Stateful "websocket.upgrade" "header:upgrade" "/v1/responses";
@@ -41,12 +52,19 @@ fn table() -> Vec<Row> {
         "GET" "/openai/v1/realtime", &[("upgrade", "h2c, websocket")], "" => Stateful "websocket.upgrade" "header:upgrade" "/openai/v1/realtime";
         "GET" "/v1/models", WS, "" => Stateless "stateless.endpoints" "path:/v1/models" "/v1/models";
         "POST" "/v1/chat/completions", WS, CHAT => Stateless "chat.stateless" "body:/store" "/v1/chat/completions";
+        // Only a GET is a handshake: the proxy strips `Upgrade` from anything else, so the
+        // route's own rules decide.
+        "POST" "/v1/responses", WS, r#"{"store":false}"# => Stateless "responses.stateless" "body:/store" "/v1/responses";
+        "POST" "/v1/responses", WS, r#"{"input":"hi"}"# => Stateful "responses.store" "body:/store" "/v1/responses";
+        "POST" "/openai/v1/responses", &[("upgrade", "websocket")], r#"{"store":false}"# => Stateless "responses.stateless" "body:/store" "/openai/v1/responses";
+        "POST" "/v1/realtime/calls", WS, "v=0" => Stateful "realtime" "path:/v1/realtime/calls" "/v1/realtime/calls";
+        "HEAD" "/v1/realtime", WS, "" => Stateful "realtime" "path:/v1/realtime" "/v1/realtime";
+        "PUT" "/v1/responses", WS, "" => Stateful "responses.stored_object" "path:/v1/responses" "/v1/responses";
 
         // POST /responses: the body decides.
         "POST" "/v1/responses", NO, r#"{"model":"gpt-5","input":"hi"}"# => Stateful "responses.store" "body:/store" "/v1/responses";
         "POST" "/v1/responses", NO, r#"{"model":"gpt-5","input":"hi","store":true}"# => Stateful "responses.store" "body:/store" "/v1/responses";
         "POST" "/v1/responses", NO, r#"{"model":"gpt-5","input":"hi","store":null}"# => Stateful "responses.store" "body:/store" "/v1/responses";
-        "POST" "/v1/responses", NO, r#"{"model":"gpt-5","input":"hi","store":0}"# => Stateful "responses.store" "body:/store" "/v1/responses";
         "POST" "/v1/responses", NO, r#"{"model":"gpt-5","input":"hi","store":false}"# => Stateless "responses.stateless" "body:/store" "/v1/responses";
         "POST" "/v1/responses", NO, r#"{"store":false,"previous_response_id":"resp_1"}"# => Stateful "responses.previous_response_id" "body:/previous_response_id" "/v1/responses";
         "POST" "/v1/responses", NO, r#"{"store":false,"previous_response_id":null}"# => Stateless "responses.stateless" "body:/store" "/v1/responses";
@@ -183,6 +201,12 @@ fn table() -> Vec<Row> {
         "POST" "/v1/responses", NO, r#"{"store":false,"input":[{"role":"user","content":[{"type":"input_text","text":"x"},{"type":"input_file","file_id":"file-1"}]}]}"# => Stateful "body.file_reference" "body:/input/*/content/*/file_id" "/v1/responses";
         "POST" "/v1/responses", NO, r#"{"store":false,"input":[{"role":"user","content":[{"type":"input_image","file_id":"file-2","detail":"auto"}]}]}"# => Stateful "body.file_reference" "body:/input/*/content/*/file_id" "/v1/responses";
         "POST" "/v1/responses", NO, r#"{"store":false,"input":[{"type":"function_call_output","call_id":"c","output":[{"type":"input_file","file_id":"file-3"}]}]}"# => Stateful "body.file_reference" "body:/input/*/output/*/file_id" "/v1/responses";
+        "POST" "/v1/responses", NO, r#"{"store":false,"input":[{"type":"computer_call_output","call_id":"c","output":{"type":"computer_screenshot","file_id":"file-4"}}]}"# => Stateful "body.file_reference" "body:/input/*/output/file_id" "/v1/responses";
+        "POST" "/v1/responses", NO, r#"{"store":false,"input":[{"type":"computer_call_output","call_id":"c","output":{"type":"computer_screenshot","image_url":"data:image/png;base64,AA","file_id":null}}]}"# => Stateless "responses.stateless" "body:/store" "/v1/responses";
+        "POST" "/v1/responses/input_tokens", NO, r#"{"input":[{"type":"computer_call_output","output":{"type":"computer_screenshot","file_id":"file-4"}}]}"# => Stateful "body.file_reference" "body:/input/*/output/file_id" "/v1/responses/input_tokens";
+        "POST" "/v1/responses", NO, r#"{"store":false,"tools":[{"type":"image_generation","input_image_mask":{"file_id":"file-5"}}]}"# => Stateful "body.file_reference" "body:/tools/*/input_image_mask/file_id" "/v1/responses";
+        "POST" "/v1/responses", NO, r#"{"store":false,"tools":[{"type":"image_generation","input_image_mask":{"image_url":"data:image/png;base64,AA"}}]}"# => Stateless "responses.stateless" "body:/store" "/v1/responses";
+        "POST" "/v1/responses/compact", NO, r#"{"tools":[{"type":"web_search"},{"type":"image_generation","input_image_mask":{"file_id":"file-5"}}]}"# => Stateful "body.file_reference" "body:/tools/*/input_image_mask/file_id" "/v1/responses/compact";
         "POST" "/v1/chat/completions", NO, r#"{"messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]}"# => Stateful "body.file_reference" "body:/messages/*/content/*/file/file_id" "/v1/chat/completions";
         "POST" "/v1/messages", ANTHROPIC, r#"{"messages":[{"role":"user","content":[{"type":"document","source":{"type":"file","file_id":"file_011"}}]}]}"# => Stateful "body.file_reference" "body:/messages/*/content/*/source/file_id" "/v1/messages";
         "POST" "/v1/messages", ANTHROPIC, r#"{"messages":[{"role":"user","content":[{"type":"container_upload","file_id":"file_011"}]}]}"# => Stateful "body.file_reference" "body:/messages/*/content/*/file_id" "/v1/messages";
@@ -200,7 +224,6 @@ fn table() -> Vec<Row> {
         "GET" "/v1", NO, "" => Stateless "default" "none" "other";
         "GET" "/", NO, "" => Stateless "default" "none" "other";
         "POST" "/v2/responses", NO, "{}" => Stateless "default" "none" "other";
-        "POST" "/V1/Responses", NO, "{}" => Stateless "default" "none" "other";
         "POST" "/model/x/count-tokens", NO, "{}" => Stateless "default" "none" "other";
     })
 }
@@ -236,8 +259,16 @@ fn custom_base_path() {
             "POST" "/api/model/m/converse", NO, "{}" => Stateless "bedrock.invoke" "path:/api/model/{id}/converse" "/api/model/{id}/converse";
             "POST" "/model/m/converse", NO, "{}" => Stateless "bedrock.invoke" "path:/model/{id}/converse" "/model/{id}/converse";
             "POST" "/openai/v1/responses", NO, r#"{"store":false}"# => Stateless "responses.stateless" "body:/store" "/openai/v1/responses";
-            // "/v1" is not this deployment's base: an unknown path.
-            "POST" "/v1/responses", NO, r#"{"input":"x"}"# => Stateless "default" "none" "other";
+            // "/v1" is a built-in API prefix whatever the base.
+            "POST" "/v1/responses", NO, r#"{"input":"x"}"# => Stateful "responses.store" "body:/store" "/v1/responses";
+            "POST" "/v1/responses", NO, r#"{"store":false}"# => Stateless "responses.stateless" "body:/store" "/v1/responses";
+            "GET" "/v1/responses/resp_1", NO, "" => Stateful "responses.stored_object" "path:/v1/responses/{id}" "/v1/responses/{id}";
+            "POST" "/v1/files", NO, "--b" => Stateful "resources" "path:/v1/files" "/v1/files";
+            "POST" "/v1/chat/completions", NO, r#"{"store":true}"# => Stateful "chat.store" "body:/store" "/v1/chat/completions";
+            "POST" "/v1/embeddings", NO, "{}" => Stateless "stateless.endpoints" "path:/v1/embeddings" "/v1/embeddings";
+            // Bedrock and AgentCore live at the root and under the base only.
+            "POST" "/v1/model/m/converse", NO, "{}" => Stateless "default" "none" "other";
+            "POST" "/v2/responses", NO, r#"{"input":"x"}"# => Stateless "default" "none" "other";
         },
     );
 }
@@ -252,6 +283,10 @@ fn root_and_multi_segment_base_paths() {
             "GET" "/files/file-1", NO, "" => Stateful "resources" "path:/files/{id}" "/files/{id}";
             "POST" "/model/m/converse", NO, "{}" => Stateless "bedrock.invoke" "path:/model/{id}/converse" "/model/{id}/converse";
             "POST" "/openai/v1/responses", NO, r#"{"store":false}"# => Stateless "responses.stateless" "body:/store" "/openai/v1/responses";
+            "POST" "/v1/responses", NO, r#"{"input":"x"}"# => Stateful "responses.store" "body:/store" "/v1/responses";
+            "POST" "/v1/responses", NO, r#"{"store":false}"# => Stateless "responses.stateless" "body:/store" "/v1/responses";
+            "GET" "/v1/conversations/conv_1", NO, "" => Stateful "conversations" "path:/v1/conversations/{id}" "/v1/conversations/{id}";
+            "POST" "/v1/model/m/converse", NO, "{}" => Stateless "default" "none" "other";
         },
     );
     let deep = Classifier::new(settings("/gateway/openai/v1"));
@@ -282,5 +317,7 @@ fn root_and_multi_segment_base_paths() {
         .filter(|l| **l == "/openai/v1/responses")
         .count();
     assert_eq!(count, 1);
-    assert!(!labels.contains(&"/v1/responses"));
+    // `/v1` is still recognised (a built-in prefix), without the AWS routes.
+    assert!(labels.contains(&"/v1/responses"));
+    assert!(!labels.contains(&"/v1/model/{id}/converse"));
 }

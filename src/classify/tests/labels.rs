@@ -129,6 +129,50 @@ fn ids_are_dense_and_labels_unique() {
     assert!(!unique.contains("/responses"));
 }
 
+/// `/v1` is a built-in prefix: a base of `/v1` is one prefix, and every base keeps a
+/// bounded table of unique labels.
+#[test]
+fn the_v1_prefix_under_every_base() {
+    let mut sizes = Vec::new();
+    for base in [
+        "/v1",
+        "/api",
+        "",
+        "/openai/v1",
+        "/openai",
+        "/openai/deployments",
+        "/v1/x",
+        "/gateway/openai/v1",
+    ] {
+        let c = Classifier::new(settings(base));
+        let labels: Vec<&str> = c.route_labels().map(|(_, l)| l).collect();
+        let unique: HashSet<&str> = labels.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            labels.len(),
+            "duplicate labels under {base:?}"
+        );
+        assert!(labels.len() < 700, "{base:?}: {} labels", labels.len());
+        for label in ["/v1/responses", "/v1/responses/{id}", "/v1/files/*"] {
+            let n = labels.iter().filter(|l| **l == label).count();
+            assert_eq!(n, 1, "{label} under {base:?}");
+        }
+        // AWS routes under `/v1` only when it is the base.
+        assert_eq!(
+            unique.contains("/v1/model/{id}/converse"),
+            base == "/v1",
+            "{base:?}"
+        );
+        let d = run(&c, "POST", "/v1/responses", &[], r#"{"store":false}"#).unwrap();
+        assert_eq!(c.route_label(d.route), "/v1/responses", "{base:?}");
+        assert_eq!(&*d.rule, "responses.stateless", "{base:?}");
+        sizes.push((base, labels.len()));
+    }
+    // A base of `/v1` adds no second copy of the `/v1` table.
+    let size = |b: &str| sizes.iter().find(|(base, _)| *base == b).map(|(_, n)| *n);
+    assert!(size("/v1") < size("/api"), "{sizes:?}");
+}
+
 #[test]
 fn unknown_ids_fall_back_to_other() {
     let c = classifier();

@@ -281,6 +281,12 @@ fn finish_continues_with_later_rules_then_builtins() {
         o(r#"{"store":false}"#),
         "stateless responses.stateless body:/store"
     );
+    // Body rules are evaluated before the built-ins refuse a non-boolean `store`.
+    assert_eq!(
+        o(r#"{"store":"no","metadata":{"pin":"x"}}"#),
+        "stateful second body:/metadata/pin"
+    );
+    assert_eq!(o(r#"{"store":"no"}"#), "invalid_marker");
     // A head-decided built-in still waits for the earlier body rule.
     let mut any = rule("any-post", Class::Stateful);
     any.methods = vec![Method::POST];
@@ -395,6 +401,45 @@ fn disabled_builtins_are_skipped() {
     assert_eq!(
         outcome(&c, "POST", "/v1/responses", &[], "{}"),
         "stateless responses.stateless body:/store"
+    );
+    // Only fields a rule that is on reads are checked for booleans.
+    let c = disabled(&["responses.store"]);
+    assert_eq!(
+        outcome(&c, "POST", "/v1/responses", &[], r#"{"store":0}"#),
+        "stateless responses.stateless body:/store"
+    );
+    assert_eq!(
+        outcome(&c, "POST", "/v1/responses", &[], r#"{"background":0}"#),
+        "invalid_marker"
+    );
+    assert_eq!(
+        outcome(&c, "POST", "/v1/chat/completions", &[], r#"{"store":0}"#),
+        "invalid_marker"
+    );
+    let c = disabled(&["chat.store", "responses.background"]);
+    assert_eq!(
+        outcome(
+            &c,
+            "POST",
+            "/v1/chat/completions",
+            &[],
+            r#"{"store":"true"}"#
+        ),
+        "stateless chat.stateless body:/store"
+    );
+    assert_eq!(
+        outcome(
+            &c,
+            "POST",
+            "/v1/responses",
+            &[],
+            r#"{"store":false,"background":1}"#
+        ),
+        "stateless responses.stateless body:/store"
+    );
+    assert_eq!(
+        outcome(&c, "POST", "/v1/responses", &[], r#"{"store":1}"#),
+        "invalid_marker"
     );
     let c = disabled(&["websocket.upgrade"]);
     assert_eq!(

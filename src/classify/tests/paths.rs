@@ -35,7 +35,8 @@ fn outcome(c: &Classifier, m: &str, path: &str) -> String {
             assert_eq!(
                 e.to_string(),
                 "request path is ambiguous (empty, '.' or '..' segments, encoded '/' or '\\', \
-                 ';' or bad percent-encoding); upstreams may read it differently"
+                 ';', bad percent-encoding or a case variant of a known path); upstreams may \
+                 read it differently"
             );
             REFUSED.to_owned()
         }
@@ -135,7 +136,8 @@ fn base_rows(b: &str) -> Vec<(&'static str, String, String)> {
         ("GET", format!("{b}/files/file-abc%20x"), file.clone()),
         ("GET", format!("{b}/files/file-%41bc"), file.clone()),
         ("GET", format!("{b}/%66iles/file-abc"), file.clone()),
-        ("GET", format!("{b}/%46iles/file-abc"), default_other()),
+        // `Files`: a case variant of a known path.
+        ("GET", format!("{b}/%46iles/file-abc"), REFUSED.to_owned()),
         // AgentCore: the encoded ARN right after `runtimes`, under the base or at the root.
         ("POST", format!("{b}/runtimes/{ARN}/invocations"), runtime),
         (
@@ -332,6 +334,95 @@ fn the_root_base_refuses_the_same_shapes() {
         ),
     ];
     check(&c, &rows);
+}
+
+/// A path that matches no template as sent, but does once ASCII-lowercased, is refused: a
+/// case-insensitive front end (Azure APIM) would route it as the known endpoint. Capitals in
+/// parameter segments do not matter: those paths match as sent.
+#[test]
+fn case_variants_of_known_paths_are_refused() {
+    let refused = |m: &'static str, p: &str| (m, p.to_owned(), REFUSED.to_owned());
+    let ok = |m: &'static str, p: &str, want: String| (m, p.to_owned(), want);
+    let dep = "/openai/deployments/{deployment}";
+    let mut count = 0;
+    for base in ["/v1", "/api", ""] {
+        let c = Classifier::new(settings(base));
+        let rows = vec![
+            refused("POST", "/openai/v1/Responses"),
+            refused("POST", "/v1/Files"),
+            refused("GET", "/v1/FILES/file-1"),
+            refused("POST", "/openai/deployments/d/Chat/Completions"),
+            refused("POST", "/openai/deployments/D/chat/COMPLETIONS"),
+            refused("POST", "/V1/Responses"),
+            refused("POST", "/V1/responses"),
+            refused("GET", "/OpenAI/v1/models"),
+            refused("POST", "/openai/Responses?api-version=2025-04-01-preview"),
+            refused("POST", "/v1/%52esponses"),
+            refused("POST", "/v1/messages/Count_Tokens"),
+            refused("GET", "/v1/Messages/batches/b1"),
+            refused("POST", "/Model/m/converse"),
+            refused("POST", "/model/m/Converse"),
+            refused("GET", "/Async-Invoke"),
+            refused("POST", "/Runtimes/x/invocations"),
+            ok(
+                "POST",
+                "/openai/deployments/GPT-4o/chat/completions",
+                "stateless chat.stateless body:/store /openai/deployments/{deployment}/chat/completions"
+                    .to_owned(),
+            ),
+            ok(
+                "POST",
+                "/openai/deployments/MyDeployment/embeddings",
+                by_path(
+                    "stateless",
+                    "stateless.endpoints",
+                    &format!("{dep}/embeddings"),
+                ),
+            ),
+            ok(
+                "GET",
+                "/v1/files/File-ABC/content",
+                by_path("stateful", "resources", "/v1/files/{id}/content"),
+            ),
+            ok(
+                "GET",
+                "/v1/models/ft:gpt-4o-mini:Org::ABC",
+                by_path("stateless", "stateless.endpoints", "/v1/models/{id}"),
+            ),
+            ok(
+                "GET",
+                "/v1/responses/Resp_ABC",
+                by_path("stateful", "responses.stored_object", "/v1/responses/{id}"),
+            ),
+            // Matches `/responses/{id}` as sent: classified as sent.
+            ok(
+                "POST",
+                "/v1/responses/Compact",
+                by_path("stateful", "responses.stored_object", "/v1/responses/{id}"),
+            ),
+            ok(
+                "POST",
+                "/model/Anthropic.Claude-3/invoke",
+                by_path("stateless", "bedrock.invoke", "/model/{id}/invoke"),
+            ),
+            ok(
+                "POST",
+                "/runtimes/arn:aws:bedrock-agentcore:us-east-1:1:runtime/My_Agent/invocations",
+                by_path(
+                    "stateful",
+                    "agentcore.runtime",
+                    "/runtimes/{arn}/invocations",
+                ),
+            ),
+            // Unknown in any case: `default`.
+            ok("GET", "/Healthz", default_other()),
+            ok("POST", "/V2/Responses", default_other()),
+            ok("GET", "/v1/Custom/Thing", default_other()),
+            ok("GET", "/v1/models/A/B", default_other()),
+        ];
+        count += check(&c, &rows);
+    }
+    assert!(count > 80);
 }
 
 /// With base `/openai/deployments`, `/openai/deployments/runtimes/…` is both an AgentCore
