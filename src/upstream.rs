@@ -18,7 +18,6 @@ use tokio::time::Instant;
 
 use crate::config::{Timeouts, Upstream, UpstreamUrl};
 use crate::proxy::body::{BodyLimitExceeded, ClientBodyError, UpstreamBody};
-use crate::proxy::headers::{strip_hop_by_hop, Upgrade};
 
 /// Client credential headers; removed on the way to an upstream that sets its own.
 pub const CREDENTIAL_HEADERS: &[&str] = &[
@@ -150,10 +149,12 @@ impl UpstreamClient {
             .build()
     }
 
-    /// Rewrite the client's headers for this upstream: hop-by-hop and `host` removed,
-    /// client credentials removed when the upstream sets its own, configured headers set.
+    /// Rewrite the client's headers for this upstream. The proxy has already removed the
+    /// hop-by-hop headers (before classifying) except `upgrade`, which the classifier reads
+    /// and which goes now, with `host` and `expect`; client credentials are removed when the
+    /// upstream sets its own; configured headers are set.
     pub fn prepare_headers(&self, headers: &mut HeaderMap) {
-        strip_hop_by_hop(headers, Upgrade::Strip);
+        headers.remove(header::UPGRADE);
         headers.remove(header::HOST);
         headers.remove(header::EXPECT);
         if !self.forward_client_credentials {

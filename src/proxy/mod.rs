@@ -26,6 +26,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use prometheus::IntCounter;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -38,7 +39,7 @@ use self::headers::{
 use self::record::{client_closed_status, Outcome, Pending, Record};
 use crate::classify::{Decision, Inspection, RouteId, Unclassifiable};
 use crate::gateway::Gateway;
-use crate::upstream::{SendError, UpstreamError};
+use crate::upstream::{SendError, UpstreamClient, UpstreamError};
 
 /// The innermost service of the request path (see `server::proxy_stack` for the layers).
 #[derive(Clone)]
@@ -67,12 +68,18 @@ impl tower::Service<Request<Incoming>> for ProxyService {
     }
 }
 
-/// A request's head and its body as it will be forwarded.
+/// What the classify phase hands on: the decision, and the body as it left it.
 struct Classified {
     decision: Decision,
-    body: UpstreamBody,
-    /// Fires when a streamed body has been sent; `None` when the body is already complete.
-    uploaded: Option<oneshot::Receiver<()>>,
+    body: ReadBody,
+}
+
+/// The request body after classification.
+enum ReadBody {
+    /// Not read (decided from the head): it streams through to the upstream.
+    Unread(Incoming),
+    /// Read in full for classification: these exact bytes are forwarded.
+    Buffered(Bytes),
 }
 
 /// A refusal before any upstream was contacted (boxed: it is the rare path).
@@ -98,11 +105,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         status: client_closed_status(),
     });
 
-    let Classified {
-        decision,
-        body,
-        uploaded,
-    } = match classify(&gw, &parts, body, start).await {
+    let Classified { decision, body } = match classify(&gw, &parts, body, start).await {
         Ok(classified) => classified,
         Err(refusal) => {
             pending.update(refusal.route, None);
@@ -121,10 +124,12 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         return refuse(&gw, pending, Some(&decision), &error, &request_id);
     }
     let route_label = gw.classifier.route_label(decision.route);
+    let (request_counter, response_counter) =
+        gw.metrics.byte_counters(route_label, upstream.name());
+    let (body, uploaded) = upstream_body(body, gw.config.limits.max_body_bytes, request_counter);
     let in_flight = InFlight::start(gw.metrics.in_flight(upstream.name()));
-    let (_, response_counter) = gw.metrics.byte_counters(route_label, upstream.name());
 
-    let result = match forward(&gw, parts, body, &decision) {
+    let result = match forward(&gw, upstream, parts, body) {
         Ok(req) => upstream.send(req, uploaded, deadline).await,
         Err(e) => Err(SendError::Upstream(e)),
     };
@@ -203,24 +208,24 @@ async fn classify(
             .map_err(|u| refuse(ProxyError::Unclassifiable(u)))
     };
     match inspection {
-        Inspection::Decided(decision) => Ok(streamed(gw, decision, body)),
+        Inspection::Decided(decision) => Ok(Classified {
+            decision,
+            body: ReadBody::Unread(body),
+        }),
         // The body was never read; it streams through if the policy assigns a class.
-        Inspection::Unclassifiable(u) => Ok(streamed(gw, settle(Err(u))?, body)),
+        Inspection::Unclassifiable(u) => Ok(Classified {
+            decision: settle(Err(u))?,
+            body: ReadBody::Unread(body),
+        }),
         Inspection::NeedsBody(pending) => {
             let deadline = start + gw.config.timeouts.request;
             let bytes = read_body(body, limit, declared, gw.config.timeouts.idle, deadline)
                 .await
                 .map_err(refuse)?;
             let decision = settle(pending.finish(&gw.classifier, &bytes))?;
-            let (request_counter, _) = gw.metrics.byte_counters(
-                gw.classifier.route_label(decision.route),
-                gw.policy.upstream_for(decision.class).name(),
-            );
-            request_counter.inc_by(bytes.len() as u64);
             Ok(Classified {
                 decision,
-                body: UpstreamBody::buffered(bytes),
-                uploaded: None,
+                body: ReadBody::Buffered(bytes),
             })
         }
     }
@@ -260,26 +265,27 @@ async fn read_body(
     Ok(buf.freeze())
 }
 
-/// A head-decided request: its body streams through, within the size limit.
-fn streamed(gw: &Gateway, decision: Decision, body: Incoming) -> Classified {
-    if body.is_end_stream() {
+/// The body as it goes upstream, counted in `counter`: buffered bytes as they are, an unread
+/// body streamed through within the size limit. The receiver fires when a streamed body has
+/// been sent; it is `None` when the body is already complete.
+fn upstream_body(
+    body: ReadBody,
+    limit: u64,
+    counter: IntCounter,
+) -> (UpstreamBody, Option<oneshot::Receiver<()>>) {
+    match body {
+        ReadBody::Buffered(bytes) => {
+            counter.inc_by(bytes.len() as u64);
+            (UpstreamBody::buffered(bytes), None)
+        }
         // No body (GET and friends): nothing to stream, nothing to wait for.
-        return Classified {
-            decision,
-            body: UpstreamBody::buffered(Bytes::new()),
-            uploaded: None,
-        };
-    }
-    let (request_counter, _) = gw.metrics.byte_counters(
-        gw.classifier.route_label(decision.route),
-        gw.policy.upstream_for(decision.class).name(),
-    );
-    let limit = gw.config.limits.max_body_bytes;
-    let (body, uploaded) = LimitedIncoming::new(body, limit, request_counter);
-    Classified {
-        body: UpstreamBody::Streaming(body),
-        decision,
-        uploaded: Some(uploaded),
+        ReadBody::Unread(body) if body.is_end_stream() => {
+            (UpstreamBody::buffered(Bytes::new()), None)
+        }
+        ReadBody::Unread(body) => {
+            let (body, uploaded) = LimitedIncoming::new(body, limit, counter);
+            (UpstreamBody::Streaming(body), Some(uploaded))
+        }
     }
 }
 
@@ -294,14 +300,13 @@ fn own_request_id(headers: &mut HeaderMap, request_id: &Option<HeaderValue>) {
     }
 }
 
-/// Phase 3: build the upstream request for the decided class.
+/// Phase 3: build the request for `upstream`, the one the policy chose for the class.
 fn forward(
     gw: &Gateway,
+    upstream: &UpstreamClient,
     parts: Parts,
     body: UpstreamBody,
-    decision: &Decision,
 ) -> Result<Request<UpstreamBody>, UpstreamError> {
-    let upstream = gw.policy.upstream_for(decision.class);
     let Parts {
         method,
         uri,
