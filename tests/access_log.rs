@@ -102,14 +102,9 @@ async fn completed_exchanges_are_logged_with_their_decision() {
     let h = harness().await;
 
     let reply = h
-        .client
-        .call(
-            Method::POST,
+        .post_json_with(
             "/v1/chat/completions",
-            &[
-                ("content-type", "application/json"),
-                ("x-request-id", "log-json"),
-            ],
+            &[("x-request-id", "log-json")],
             chat(false),
         )
         .await;
@@ -125,14 +120,9 @@ async fn completed_exchanges_are_logged_with_their_decision() {
     assert_eq!(line["response_bytes"], reply.body.len());
 
     let reply = h
-        .client
-        .call(
-            Method::POST,
+        .post_json_with(
             "/v1/chat/completions",
-            &[
-                ("content-type", "application/json"),
-                ("x-request-id", "log-sse"),
-            ],
+            &[("x-request-id", "log-sse")],
             chat(true),
         )
         .await;
@@ -205,14 +195,9 @@ async fn refusals_cancellations_and_timeouts_are_logged_as_such() {
     let h = harness().await;
 
     let reply = h
-        .client
-        .call(
-            Method::POST,
+        .post_json_with(
             "/v1/responses",
-            &[
-                ("content-type", "application/json"),
-                ("x-request-id", "log-413"),
-            ],
+            &[("x-request-id", "log-413")],
             vec![b' '; 4096],
         )
         .await;

@@ -18,12 +18,9 @@ async fn a_marker_hidden_behind_connection_does_not_decide() {
     // must not make a stateless call stateful (and send it to the secondary).
     let h = Harness::start().await;
     let reply = h
-        .client
-        .call(
-            Method::POST,
+        .post_json_with(
             "/v1/embeddings",
             &[
-                ("content-type", "application/json"),
                 ("mcp-session-id", "abc"),
                 ("connection", "keep-alive, mcp-session-id"),
             ],
@@ -39,14 +36,9 @@ async fn a_marker_hidden_behind_connection_does_not_decide() {
 
     // Sent as an end-to-end header, the same marker does decide.
     let reply = h
-        .client
-        .call(
-            Method::POST,
+        .post_json_with(
             "/v1/embeddings",
-            &[
-                ("content-type", "application/json"),
-                ("mcp-session-id", "abc"),
-            ],
+            &[("mcp-session-id", "abc")],
             r#"{"model":"e","input":"x"}"#,
         )
         .await;

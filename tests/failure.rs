@@ -114,14 +114,9 @@ async fn first_byte_timeout_is_504_without_failover() {
     .await;
     let started = tokio::time::Instant::now();
     let reply = h
-        .client
-        .call(
-            Method::POST,
+        .post_json_with(
             "/v1/chat/completions",
-            &[
-                ("content-type", "application/json"),
-                ("x-mock-delay-ms", "3000"),
-            ],
+            &[("x-mock-delay-ms", "3000")],
             chat().to_string(),
         )
         .await;
@@ -158,14 +153,9 @@ async fn first_byte_timeout_is_504_without_failover() {
 
     // Under the limit: answered.
     let reply = h
-        .client
-        .call(
-            Method::POST,
+        .post_json_with(
             "/v1/chat/completions",
-            &[
-                ("content-type", "application/json"),
-                ("x-mock-delay-ms", "50"),
-            ],
+            &[("x-mock-delay-ms", "50")],
             chat().to_string(),
         )
         .await;
@@ -196,14 +186,9 @@ async fn first_byte_timeout_is_504_without_failover() {
 async fn upstream_errors_are_relayed_not_retried() {
     let h = Harness::start().await;
     let reply = h
-        .client
-        .call(
-            Method::POST,
+        .post_json_with(
             "/v1/chat/completions",
-            &[
-                ("content-type", "application/json"),
-                ("x-mock-status", "500"),
-            ],
+            &[("x-mock-status", "500")],
             chat().to_string(),
         )
         .await;

@@ -18,12 +18,9 @@ fn chat() -> String {
 async fn request_hop_by_hop_headers_are_stripped_and_host_rewritten() {
     let h = Harness::start().await;
     let reply = h
-        .client
-        .call(
-            Method::POST,
+        .post_json_with(
             "/v1/chat/completions",
             &[
-                ("content-type", "application/json"),
                 ("host", "client-facing.example:443"),
                 ("connection", "keep-alive, x-secret-hop"),
                 ("x-secret-hop", "must not pass"),
@@ -142,16 +139,7 @@ async fn request_id_is_kept_or_generated_and_forwarded() {
 
     // Gateway errors carry the id too, the client's or a fresh one.
     let bad = h
-        .client
-        .call(
-            Method::POST,
-            "/v1/responses",
-            &[
-                ("content-type", "application/json"),
-                ("x-request-id", "bad-1"),
-            ],
-            "{",
-        )
+        .post_json_with("/v1/responses", &[("x-request-id", "bad-1")], "{")
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.header("x-request-id"), Some("bad-1"));

@@ -155,14 +155,9 @@ async fn encoded_body_on_an_inspected_route_is_refused() {
     ];
     for path in ["/v1/responses", "/v1/chat/completions"] {
         let reply = h
-            .client
-            .call(
-                Method::POST,
+            .post_json_with(
                 path,
-                &[
-                    ("content-type", "application/json"),
-                    ("content-encoding", "gzip"),
-                ],
+                &[("content-encoding", "gzip")],
                 Bytes::from_static(gz),
             )
             .await;
@@ -177,14 +172,9 @@ async fn encoded_body_on_an_inspected_route_is_refused() {
     }
     // `identity` is no encoding at all.
     let reply = h
-        .client
-        .call(
-            Method::POST,
+        .post_json_with(
             "/v1/chat/completions",
-            &[
-                ("content-type", "application/json"),
-                ("content-encoding", "identity"),
-            ],
+            &[("content-encoding", "identity")],
             chat().to_string(),
         )
         .await;

@@ -186,14 +186,20 @@ impl Harness {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
-        self.client
-            .call(
-                Method::POST,
-                path,
-                &[("content-type", "application/json")],
-                Bytes::from(body.to_string()),
-            )
-            .await
+        self.post_json_with(path, &[], body.to_string()).await
+    }
+
+    /// POST `body` with `content-type: application/json` plus `headers`.
+    pub async fn post_json_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut all = Vec::with_capacity(headers.len() + 1);
+        all.push(("content-type", "application/json"));
+        all.extend_from_slice(headers);
+        self.client.call(Method::POST, path, &all, body).await
     }
 
     /// Scrape the admin listener's `/metrics`.
