@@ -56,15 +56,7 @@ async fn inspected_request_bodies_arrive_byte_identical() {
     for len in SIZES {
         h.clear();
         let body = padded_json(len);
-        let reply = h
-            .client
-            .call(
-                Method::POST,
-                "/v1/responses",
-                &[("content-type", "application/json")],
-                body.clone(),
-            )
-            .await;
+        let reply = h.post_json_with("/v1/responses", &[], body.clone()).await;
         assert_eq!(
             reply.status,
             StatusCode::OK,

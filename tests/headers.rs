@@ -262,11 +262,9 @@ async fn forward_client_credentials_keeps_other_credentials() {
 async fn decision_headers_are_present_on_every_answer() {
     let h = Harness::start().await;
     let reply = h
-        .client
-        .call(
-            Method::POST,
+        .post_json_with(
             "/v1/responses",
-            &[("content-type", "application/json")],
+            &[],
             json!({"model": "m", "input": "x", "previous_response_id": "resp_0", "store": false})
                 .to_string(),
         )

@@ -45,15 +45,7 @@ async fn counters_after_a_known_mix_of_traffic() {
         let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("hello {i}")}]})
             .to_string();
         chat_request_bytes += body.len();
-        let reply = h
-            .client
-            .call(
-                Method::POST,
-                CHAT,
-                &[("content-type", "application/json")],
-                body,
-            )
-            .await;
+        let reply = h.post_json_with(CHAT, &[], body).await;
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.header("x-switchyard-class"), Some("stateless"));
         chat_response_bytes += reply.body.len();
@@ -61,15 +53,7 @@ async fn counters_after_a_known_mix_of_traffic() {
     }
     // 2 stateful Responses calls: a stored create and a retrieve by id.
     let create = json!({"model": "gpt-4o", "input": "hi"}).to_string();
-    let reply = h
-        .client
-        .call(
-            Method::POST,
-            RESPONSES,
-            &[("content-type", "application/json")],
-            create.clone(),
-        )
-        .await;
+    let reply = h.post_json_with(RESPONSES, &[], create.clone()).await;
     assert_eq!(reply.header("x-switchyard-class"), Some("stateful"));
     let responses_response_bytes = reply.body.len();
     note(&reply);
@@ -80,26 +64,12 @@ async fn counters_after_a_known_mix_of_traffic() {
 
     // One 413, refused before routing.
     let reply = h
-        .client
-        .call(
-            Method::POST,
-            CHAT,
-            &[("content-type", "application/json")],
-            Bytes::from(vec![b' '; 2048]),
-        )
+        .post_json_with(CHAT, &[], Bytes::from(vec![b' '; 2048]))
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
 
     // One body that cannot be classified, and one ambiguous path: both 400, never routed.
-    let reply = h
-        .client
-        .call(
-            Method::POST,
-            RESPONSES,
-            &[("content-type", "application/json")],
-            "{oops",
-        )
-        .await;
+    let reply = h.post_json_with(RESPONSES, &[], "{oops").await;
     assert_eq!(reply.error_code(), "invalid_json");
     let reply = h
         .client

@@ -47,15 +47,7 @@ async fn unclassifiable_bodies_are_refused_before_any_upstream() {
         ),
     ];
     for (path, body, code) in cases {
-        let reply = h
-            .client
-            .call(
-                Method::POST,
-                path,
-                &[("content-type", "application/json")],
-                Bytes::from_static(body),
-            )
-            .await;
+        let reply = h.post_json_with(path, &[], Bytes::from_static(body)).await;
         let shown = String::from_utf8_lossy(body);
         assert_eq!(
             reply.status,
@@ -82,13 +74,7 @@ async fn unclassifiable_as_stateless_goes_to_primary_only() {
     .await;
     let body = Bytes::from_static(b"{\"model\": \"m\", \"input\": oops");
     let reply = h
-        .client
-        .call(
-            Method::POST,
-            "/v1/responses?x=1",
-            &[("content-type", "application/json")],
-            body.clone(),
-        )
+        .post_json_with("/v1/responses?x=1", &[], body.clone())
         .await;
     assert_eq!(
         reply.header("x-mock-provider"),
@@ -125,15 +111,7 @@ async fn unclassifiable_as_stateful_goes_to_secondary_only() {
         "#,
     )
     .await;
-    let reply = h
-        .client
-        .call(
-            Method::POST,
-            "/v1/chat/completions",
-            &[("content-type", "application/json")],
-            "[]",
-        )
-        .await;
+    let reply = h.post_json_with("/v1/chat/completions", &[], "[]").await;
     assert_eq!(
         reply.header("x-mock-provider"),
         Some("secondary"),
@@ -217,15 +195,7 @@ async fn ambiguous_paths_are_refused() {
         "/v1/chat/completions%3Bx=1",
         "/v1/chat/%zzcompletions",
     ] {
-        let reply = h
-            .client
-            .call(
-                Method::POST,
-                path,
-                &[("content-type", "application/json")],
-                chat().to_string(),
-            )
-            .await;
+        let reply = h.post_json_with(path, &[], chat().to_string()).await;
         assert_eq!(
             reply.status,
             StatusCode::BAD_REQUEST,
@@ -257,15 +227,7 @@ async fn bodies_over_the_limit_get_413_before_any_upstream() {
         ("/v1/chat/completions", Bytes::from(big_json.clone())),
         ("/v1/files", Bytes::from(vec![7u8; 4096])),
     ] {
-        let reply = h
-            .client
-            .call(
-                Method::POST,
-                path,
-                &[("content-type", "application/json")],
-                body,
-            )
-            .await;
+        let reply = h.post_json_with(path, &[], body).await;
         assert_eq!(
             reply.status,
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -309,13 +271,7 @@ async fn bodies_over_the_limit_get_413_before_any_upstream() {
     );
     assert_eq!(at_limit.len(), 1024);
     let reply = h
-        .client
-        .call(
-            Method::POST,
-            "/v1/responses",
-            &[("content-type", "application/json")],
-            at_limit.clone(),
-        )
+        .post_json_with("/v1/responses", &[], at_limit.clone())
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(h.primary.requests()[0].body, Bytes::from(at_limit));

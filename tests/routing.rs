@@ -766,15 +766,7 @@ async fn decision_headers_can_be_turned_off() {
     assert_eq!(h.primary.request_count(), 1);
     assert_eq!(h.secondary.request_count(), 1);
     // Gateway errors carry no decision headers either.
-    let bad = h
-        .client
-        .call(
-            Method::POST,
-            "/v1/responses",
-            &[("content-type", "application/json")],
-            "{not json",
-        )
-        .await;
+    let bad = h.post_json_with("/v1/responses", &[], "{not json").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.headers.get("x-switchyard-class").is_none());
     h.shutdown().await;
