@@ -34,7 +34,7 @@ fn responses_body(head: &str, tail: &str, size: usize) -> Vec<u8> {
         if turn > 0 {
             out.push(',');
         }
-        if turn % 2 == 0 {
+        if turn.is_multiple_of(2) {
             out.push_str(r#"{"role":"user","content":[{"type":"input_text","text":""#);
             let repeat = if size <= 2 * KIB { 2 } else { 24 };
             for _ in 0..repeat {

@@ -13,26 +13,35 @@
 //!                       │                PendingBody::finish(&bytes)
 //!                       ├─ decide     policy::Policy::settle / Policy::upstream_for(class):
 //!                       │             the only place that picks an upstream; no failover
-//!                       ├─ forward    upstream::UpstreamClient::{map_uri, prepare_headers, send}:
-//!                       │             mapped path, stripped hop-by-hop headers, configured
-//!                       │             credentials, the exact body bytes
+//!                       ├─ forward    upstream::UpstreamClient::{needs_body, adapt,
+//!                       │             prepare_headers, send} + upstream::auth::Auth::apply:
+//!                       │             the body read whole only if SigV4 or a model map needs
+//!                       │             it, path mapped (Azure deployment), model renamed,
+//!                       │             hop-by-hop headers stripped, credentials added (SigV4
+//!                       │             signs last, over the exact bytes sent)
 //!                       └─ record     proxy::body::ObservedBody streams the answer back and,
 //!                                     when it ends, proxy::record::Record writes metrics and
 //!                                     the access-log line (exactly once, even if the client leaves)
 //!  admin ── /metrics (metrics::Metrics), /healthz, /readyz
+//!
+//!  "accept" is listener::accept_loop: TCP, then on a TLS listener the rustls handshake in the
+//!  connection's own task (ALPN picks HTTP/1.1 or h2), then hyper; drained on shutdown.
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod admin;
+pub mod certs;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod mock;
 pub mod policy;
 pub mod proxy;
 pub mod server;
+pub mod tls;
 pub mod upstream;

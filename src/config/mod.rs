@@ -7,14 +7,20 @@
 mod env;
 mod raw;
 mod rules;
+mod upstream;
 mod validate;
+
+pub use upstream::bedrock_endpoint;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upstream_tests;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -36,14 +42,32 @@ pub struct Config {
     pub log: Log,
 }
 
-/// `[server]`: the client-facing listener.
+/// `[server]`: the client-facing listeners.
 #[derive(Clone, Debug)]
 pub struct Server {
-    pub listen: SocketAddr,
+    /// The plain-HTTP listener; `None` when clients are served over TLS only.
+    pub listen: Option<SocketAddr>,
+    /// `[server.tls]`: the TLS listener, beside or instead of the plain one.
+    pub tls: Option<ServerTls>,
     /// Client-facing API base path, normalised: starts with `/`, no trailing `/`; `""` is root.
     pub base_path: String,
     /// Add `x-switchyard-class`, `-upstream` and `-rule` to every response.
     pub decision_headers: bool,
+}
+
+/// `[server.tls]`: a TLS listener (HTTP/1.1 and h2 by ALPN), optionally requiring client
+/// certificates.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub listen: SocketAddr,
+    /// The key the address came from (`server.tls.listen`, or `server.listen` for TLS only).
+    pub listen_key: &'static str,
+    /// Built from the certificate chain, key and optional client CA while validating.
+    pub config: Arc<rustls::ServerConfig>,
+    /// Clients must present a certificate issued by `client_ca`.
+    pub client_auth: bool,
+    /// The certificate file, for startup logging.
+    pub cert: PathBuf,
 }
 
 /// `[admin]`: the listener for `/metrics`, `/healthz`, `/readyz`.
@@ -80,7 +104,19 @@ pub struct Timeouts {
 #[derive(Clone, Debug)]
 pub struct Upstream {
     pub name: String,
+    /// What kind of provider this is: decides authentication and path mapping.
+    pub kind: UpstreamKind,
     pub url: UpstreamUrl,
+    /// The connector's rustls config (trust anchors, client certificate); unused for http.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// `danger_accept_invalid_certs`: the server certificate is not verified. Testing only.
+    pub danger_accept_invalid_certs: bool,
+    /// Credentials the gateway adds to every request.
+    pub auth: UpstreamAuth,
+    /// `models`: the model name a client sends -> the provider's model or deployment id.
+    pub models: ModelMap,
+    /// Azure OpenAI classic deployments API (`api_version`, `deployments`).
+    pub azure_classic: Option<AzureClassic>,
     /// Speak HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
     pub http2: bool,
     /// Headers set on every request to this upstream, replacing what the client sent.
@@ -91,6 +127,99 @@ pub struct Upstream {
     pub timeouts: Timeouts,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+}
+
+/// `kind` of an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// Any OpenAI-compatible HTTP API (the default).
+    OpenAi,
+    /// Azure OpenAI: `api-key` or bearer auth, v1 or classic deployments API.
+    AzureOpenAi,
+    /// Amazon Bedrock (runtime, Mantle, AgentCore): bearer API key or SigV4.
+    Bedrock,
+}
+
+impl UpstreamKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamKind::OpenAi => "openai",
+            UpstreamKind::AzureOpenAi => "azure_openai",
+            UpstreamKind::Bedrock => "bedrock",
+        }
+    }
+}
+
+/// The credentials an upstream gets from the gateway.
+#[derive(Clone, Debug)]
+pub enum UpstreamAuth {
+    /// None added; the client's own credentials pass if `forward_client_credentials`.
+    None,
+    /// `api-key: KEY` (Azure OpenAI `api_key`).
+    ApiKeyHeader(SecretValue),
+    /// `authorization: Bearer TOKEN` (OpenAI `api_key`, Azure `bearer_token`, Bedrock API key).
+    Bearer(SecretValue),
+    /// `authorization: Bearer TOKEN` with the token read from a file and re-read when the
+    /// file changes (workload identity).
+    BearerFile(PathBuf),
+    /// AWS Signature Version 4 over the exact bytes sent.
+    SigV4(SigV4Settings),
+}
+
+impl UpstreamAuth {
+    /// What the gateway sends, for `check` and startup logs (never the secret).
+    pub fn describe(&self) -> String {
+        match self {
+            UpstreamAuth::None => "client credentials pass".to_owned(),
+            UpstreamAuth::ApiKeyHeader(_) => "api-key header".to_owned(),
+            UpstreamAuth::Bearer(_) => "bearer token".to_owned(),
+            UpstreamAuth::BearerFile(path) => format!("bearer token from {}", path.display()),
+            UpstreamAuth::SigV4(s) => format!("SigV4 {} in {}", s.service, s.region),
+        }
+    }
+}
+
+/// SigV4 signing for a Bedrock upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigV4Settings {
+    pub region: String,
+    /// The signing name: `bedrock`, `bedrock-mantle` or `bedrock-agentcore`.
+    pub service: String,
+    /// Shared config/credentials profile; `None` means `AWS_PROFILE` or `default`.
+    pub profile: Option<String>,
+}
+
+/// Client model name -> provider model name, applied by rewriting the body's `model`.
+#[derive(Clone, Debug, Default)]
+pub struct ModelMap(pub std::collections::HashMap<String, String>);
+
+impl ModelMap {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, model: &str) -> Option<&str> {
+        self.0.get(model).map(String::as_str)
+    }
+}
+
+/// Azure OpenAI's classic API: deployment-scoped paths and a required `api-version`.
+#[derive(Clone, Debug)]
+pub struct AzureClassic {
+    /// Sent as `?api-version=` on every request to this upstream.
+    pub api_version: String,
+    /// The request's `model` -> deployment name, for the deployment-scoped endpoints.
+    pub deployments: ModelMap,
+}
+
+impl Upstream {
+    /// The SigV4 settings, when this upstream signs its requests.
+    pub fn auth_sigv4(&self) -> Option<&SigV4Settings> {
+        match &self.auth {
+            UpstreamAuth::SigV4(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// An upstream base URL: scheme, authority and a path prefix without a trailing `/`.
@@ -175,6 +304,10 @@ pub mod defaults {
     /// Idle keep-alive connections kept per upstream host.
     pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
     pub const LOG_LEVEL: &str = "info";
+    /// How often a `bearer_token_file` is checked for a new token.
+    pub const TOKEN_FILE_POLL: Duration = Duration::from_secs(5);
+    /// The environment variable a Bedrock `auth = "api_key"` upstream reads by default.
+    pub const BEDROCK_API_KEY_ENV: &str = "AWS_BEARER_TOKEN_BEDROCK";
     /// Longest accepted duration for any timeout: 7 days.
     pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 }

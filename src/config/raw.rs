@@ -32,9 +32,19 @@ pub(super) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawServer {
-    pub listen: String,
+    pub listen: Option<String>,
     pub base_path: Option<String>,
     pub decision_headers: Option<bool>,
+    pub tls: Option<RawServerTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServerTls {
+    pub listen: Option<String>,
+    pub cert: String,
+    pub key: String,
+    pub client_ca: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +81,7 @@ pub(super) struct RawTimeouts {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
+    pub kind: Option<String>,
     pub url: String,
     pub http2: Option<bool>,
     #[serde(default)]
@@ -80,6 +91,26 @@ pub(super) struct RawUpstream {
     pub timeouts: RawTimeouts,
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle_per_host: Option<i64>,
+    // Credentials the gateway adds (issue #3).
+    pub api_key: Option<String>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub auth: Option<String>,
+    pub region: Option<String>,
+    pub service: Option<String>,
+    pub profile: Option<String>,
+    // Azure OpenAI classic deployments API.
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub deployments: BTreeMap<String, String>,
+    // Model aliasing: the client's model name -> the provider's.
+    #[serde(default)]
+    pub models: BTreeMap<String, String>,
+    // TLS to the upstream.
+    pub ca: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub danger_accept_invalid_certs: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

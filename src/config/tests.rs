@@ -23,7 +23,8 @@ stateless = "primary"
 stateful = "secondary"
 "#;
 
-fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+/// A fixed environment for `${VAR}` lookups.
+pub(super) fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -58,7 +59,7 @@ fn error_plus(extra: &str) -> String {
 #[test]
 fn minimal_file_loads_with_documented_defaults() {
     let c = load(MINIMAL).unwrap();
-    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.listen.unwrap().to_string(), "127.0.0.1:8080");
     assert_eq!(c.server.base_path, "/v1");
     assert!(c.server.decision_headers);
     assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9901");
@@ -220,7 +221,7 @@ fn error_texts() {
         (
             "url = \"http://127.0.0.1:18081/v1\"",
             "url = \"ftp://127.0.0.1/v1\"",
-            r#"upstreams.primary.url = "ftp://127.0.0.1/v1": scheme must be http"#,
+            r#"upstreams.primary.url = "ftp://127.0.0.1/v1": scheme must be http or https"#,
         ),
         (
             "url = \"http://127.0.0.1:18081/v1\"",
@@ -230,7 +231,7 @@ fn error_texts() {
         (
             "url = \"http://127.0.0.1:18081/v1\"",
             "url = \"http://user:pw@127.0.0.1:18081/v1\"",
-            r#"upstreams.primary.url = "http://user:pw@127.0.0.1:18081/v1": must not carry credentials; use set_headers with ${ENV_VAR} instead"#,
+            r#"upstreams.primary.url = "http://user:pw@127.0.0.1:18081/v1": must not carry credentials; use api_key or set_headers with ${ENV_VAR} instead"#,
         ),
         (
             "url = \"http://127.0.0.1:18081/v1\"",
@@ -387,7 +388,7 @@ fn url_errors_show_the_url_as_written_not_the_expanded_secret() {
     let e = load(&text).unwrap_err().to_string();
     assert_eq!(
         e,
-        r#"upstreams.primary.url = "http://user:${AZURE_KEY}@127.0.0.1:18081/v1": must not carry credentials; use set_headers with ${ENV_VAR} instead"#
+        r#"upstreams.primary.url = "http://user:${AZURE_KEY}@127.0.0.1:18081/v1": must not carry credentials; use api_key or set_headers with ${ENV_VAR} instead"#
     );
     assert!(!e.contains("sekret"));
     let ok = MINIMAL.replace(

@@ -5,45 +5,27 @@
 //! `tests.rs` pin the exact texts.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use http::uri::Scheme;
-use http::{HeaderName, HeaderValue, Uri};
-
-use super::raw::{RawConfig, RawLog, RawSize, RawTimeouts, RawUpstream};
+use super::raw::{RawConfig, RawLog, RawServer, RawSize, RawTimeouts};
 use super::{
-    defaults, env, Admin, Config, ConfigError, Limits, Log, LogFormat, Routing, SecretValue,
-    Server, Timeouts, Unclassifiable, Upstream, UpstreamUrl,
+    defaults, Admin, Config, ConfigError, Limits, Log, LogFormat, Routing, Server, ServerTls,
+    Timeouts, Unclassifiable, Upstream,
 };
 use crate::classify::Class;
+use crate::tls;
 
-type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(super) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Largest accepted `max_body_bytes`: 2 GiB.
 const MAX_BODY_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
 /// Largest accepted `max_header_bytes`: 1 MiB.
 const MAX_HEADER_LIMIT: usize = 1024 * 1024;
-/// Request headers the gateway owns on the way upstream; `set_headers` may not touch them.
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "content-encoding",
-];
 
 pub(super) fn validate(raw: RawConfig, lookup: Lookup<'_>) -> Result<Config, ConfigError> {
-    let server = Server {
-        listen: socket_addr("server.listen", &raw.server.listen)?,
-        base_path: base_path(raw.server.base_path.as_deref())?,
-        decision_headers: raw.server.decision_headers.unwrap_or(true),
-    };
+    let server = server(&raw.server)?;
     let admin_listen = raw
         .admin
         .listen
@@ -52,12 +34,18 @@ pub(super) fn validate(raw: RawConfig, lookup: Lookup<'_>) -> Result<Config, Con
     let admin = Admin {
         listen: socket_addr("admin.listen", admin_listen)?,
     };
-    if admin.listen == server.listen && admin.listen.port() != 0 {
-        return Err(invalid(
-            "admin.listen",
-            &quote(admin_listen),
-            "must differ from server.listen",
-        ));
+    let listeners = [
+        ("server.listen", server.listen),
+        ("server.tls.listen", server.tls.as_ref().map(|t| t.listen)),
+    ];
+    for (key, addr) in listeners {
+        if addr.is_some_and(|a| a == admin.listen && a.port() != 0) {
+            return Err(invalid(
+                "admin.listen",
+                &quote(admin_listen),
+                &format!("must differ from {key}"),
+            ));
+        }
     }
     let limits = limits(&raw)?;
     let global = timeouts("timeouts", &raw.timeouts, None)?;
@@ -71,7 +59,7 @@ pub(super) fn validate(raw: RawConfig, lookup: Lookup<'_>) -> Result<Config, Con
     }
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     for (name, up) in &raw.upstreams {
-        upstreams.push(upstream(name, up, global, lookup)?);
+        upstreams.push(super::upstream::upstream(name, up, global, lookup)?);
     }
     let routing = routing(&raw, &upstreams)?;
     let classifier = super::rules::classifier(&raw, &server.base_path)?;
@@ -100,7 +88,76 @@ pub(super) fn quote(s: &str) -> String {
     format!("{s:?}")
 }
 
-fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+/// `[server]`: a plain listener, a TLS one, or both. `[server.tls]` without its own `listen`
+/// turns `server.listen` into the TLS listener.
+fn server(raw: &RawServer) -> Result<Server, ConfigError> {
+    let plain = raw
+        .listen
+        .as_deref()
+        .map(|l| socket_addr("server.listen", l))
+        .transpose()?;
+    let (listen, tls) = match &raw.tls {
+        None => {
+            let listen = plain.ok_or_else(|| {
+                invalid(
+                    "server.listen",
+                    "(missing)",
+                    "set the address clients connect to, such as \"127.0.0.1:8080\"",
+                )
+            })?;
+            (Some(listen), None)
+        }
+        Some(t) => {
+            let (listen, tls_listen, listen_key) = match (plain, t.listen.as_deref()) {
+                (plain, Some(l)) => (
+                    plain,
+                    socket_addr("server.tls.listen", l)?,
+                    "server.tls.listen",
+                ),
+                (Some(plain), None) => (None, plain, "server.listen"),
+                (None, None) => return Err(invalid(
+                    "server.tls.listen",
+                    "(missing)",
+                    "set server.listen or server.tls.listen to the address TLS clients connect to",
+                )),
+            };
+            if listen.is_some_and(|l| l == tls_listen && l.port() != 0) {
+                return Err(invalid(
+                    "server.tls.listen",
+                    &quote(&tls_listen.to_string()),
+                    "must differ from server.listen (plain and TLS listeners need their own ports)",
+                ));
+            }
+            let files = tls::ServerTlsFiles {
+                cert: Path::new(&t.cert),
+                key: Path::new(&t.key),
+                client_ca: t.client_ca.as_deref().map(Path::new),
+            };
+            let config = tls::server_config(&files).map_err(from_tls)?;
+            let tls = ServerTls {
+                listen: tls_listen,
+                listen_key,
+                config,
+                client_auth: t.client_ca.is_some(),
+                cert: PathBuf::from(&t.cert),
+            };
+            (listen, Some(tls))
+        }
+    };
+    Ok(Server {
+        listen,
+        tls,
+        base_path: base_path(raw.base_path.as_deref())?,
+        decision_headers: raw.decision_headers.unwrap_or(true),
+    })
+}
+
+/// A TLS file problem as a config error: the key, the file, the problem.
+pub(super) fn from_tls(e: tls::TlsError) -> ConfigError {
+    invalid(&e.key, &quote(&e.path), &e.problem)
+}
+
+pub(super) fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     SocketAddr::from_str(value).map_err(|_| {
         invalid(
             key,
@@ -167,7 +224,7 @@ fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     Ok(parsed)
 }
 
-fn opt_duration(
+pub(super) fn opt_duration(
     key: &str,
     value: Option<&str>,
     default: Duration,
@@ -214,7 +271,7 @@ fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
 }
 
 /// Timeouts at `prefix`; missing ones come from `base` (the global section) or the defaults.
-fn timeouts(
+pub(super) fn timeouts(
     prefix: &str,
     raw: &RawTimeouts,
     base: Option<Timeouts>,
@@ -235,122 +292,6 @@ fn timeouts(
         )?,
         idle: opt_duration(&key("idle"), raw.idle.as_deref(), base.idle)?,
         request: opt_duration(&key("request"), raw.request.as_deref(), base.request)?,
-    })
-}
-
-fn upstream(
-    name: &str,
-    raw: &RawUpstream,
-    global: Timeouts,
-    lookup: Lookup<'_>,
-) -> Result<Upstream, ConfigError> {
-    let prefix = format!("upstreams.{name}");
-    let name_ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        && name != "none";
-    if !name_ok {
-        return Err(invalid(
-            &prefix,
-            &quote(name),
-            "an upstream name is 1-64 lowercase letters, digits, '_' or '-' (and not \"none\"); it becomes a metric label",
-        ));
-    }
-    let url_key = format!("{prefix}.url");
-    let url_text = env::expand(&url_key, &raw.url, lookup)?;
-    // Errors show the URL as written: an expanded ${VAR} may hold a secret.
-    let url = upstream_url(&url_key, &url_text, &raw.url)?;
-
-    let mut set_headers = Vec::with_capacity(raw.set_headers.len());
-    for (header, value) in &raw.set_headers {
-        let key = format!("{prefix}.set_headers.{header}");
-        let name = HeaderName::from_str(header)
-            .map_err(|_| invalid(&key, &quote(header), "is not a valid HTTP header name"))?;
-        if RESERVED_HEADERS.contains(&name.as_str()) {
-            return Err(invalid(
-                &key,
-                &quote(header),
-                "is managed by the gateway and cannot be set",
-            ));
-        }
-        let expanded = env::expand(&key, value, lookup)?;
-        let mut value = HeaderValue::from_str(&expanded).map_err(|_| {
-            invalid(
-                &key,
-                "<redacted>",
-                "is not a valid header value (visible ASCII, spaces and tabs only)",
-            )
-        })?;
-        value.set_sensitive(true);
-        set_headers.push((name, SecretValue(value)));
-    }
-    let sets_credentials = set_headers
-        .iter()
-        .any(|(n, _)| crate::upstream::CREDENTIAL_HEADERS.contains(&n.as_str()));
-
-    let pool_max_idle_per_host = match raw.pool_max_idle_per_host {
-        None => defaults::POOL_MAX_IDLE_PER_HOST,
-        Some(n) => usize::try_from(n).map_err(|_| {
-            invalid(
-                &format!("{prefix}.pool_max_idle_per_host"),
-                &n.to_string(),
-                "must be zero or a positive number of connections",
-            )
-        })?,
-    };
-    Ok(Upstream {
-        name: name.to_owned(),
-        url,
-        http2: raw.http2.unwrap_or(false),
-        set_headers,
-        forward_client_credentials: raw.forward_client_credentials.unwrap_or(!sets_credentials),
-        timeouts: timeouts(&format!("{prefix}.timeouts"), &raw.timeouts, Some(global))?,
-        pool_idle_timeout: opt_duration(
-            &format!("{prefix}.pool_idle_timeout"),
-            raw.pool_idle_timeout.as_deref(),
-            defaults::POOL_IDLE_TIMEOUT,
-        )?,
-        pool_max_idle_per_host,
-    })
-}
-
-fn upstream_url(key: &str, text: &str, as_written: &str) -> Result<UpstreamUrl, ConfigError> {
-    let bad = |rule: &str| invalid(key, &quote(as_written), rule);
-    let uri = Uri::from_str(text).map_err(|_| bad("is not a valid URL"))?;
-    let scheme = uri
-        .scheme()
-        .cloned()
-        .ok_or_else(|| bad("must be an absolute URL such as \"http://127.0.0.1:18081/v1\""))?;
-    if scheme == Scheme::HTTPS {
-        return Err(bad(
-            "https upstreams are not supported by this build yet; use http:// (TLS to upstreams is planned)",
-        ));
-    }
-    if scheme != Scheme::HTTP {
-        return Err(bad("scheme must be http"));
-    }
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| bad("must name a host"))?;
-    if authority.as_str().contains('@') {
-        return Err(bad(
-            "must not carry credentials; use set_headers with ${ENV_VAR} instead",
-        ));
-    }
-    if authority.host().is_empty() {
-        return Err(bad("must name a host"));
-    }
-    if uri.query().is_some() || text.contains('#') {
-        return Err(bad("must not have a query or fragment"));
-    }
-    let path = uri.path().trim_end_matches('/').to_owned();
-    Ok(UpstreamUrl {
-        scheme,
-        authority,
-        path,
     })
 }
 

@@ -77,7 +77,7 @@ fn random_paths_map_to_known_labels() {
             for _ in 0..depth {
                 path.push('/');
                 let pick = lcg(&mut state);
-                if pick % 5 == 0 {
+                if pick.is_multiple_of(5) {
                     path.push_str(&format!("id_{}", pick % 100_000));
                 } else {
                     path.push_str(WORDS[pick % WORDS.len()]);

@@ -689,7 +689,7 @@ fn random_paths_never_panic_and_accepted_ones_are_plain() {
             let len = (lcg(&mut state) % 48) as usize;
             let bytes: Vec<u8> = (0..len).map(|_| (lcg(&mut state) & 0xff) as u8).collect();
             let mut p = String::from_utf8_lossy(&bytes).into_owned();
-            if lcg(&mut state) % 2 == 0 {
+            if lcg(&mut state).is_multiple_of(2) {
                 p.insert(0, '/');
             }
             p
@@ -707,7 +707,7 @@ fn random_paths_never_panic_and_accepted_ones_are_plain() {
             for _ in 0..n {
                 p.push('/');
                 p.push_str(WORDS[(lcg(&mut state) as usize) % WORDS.len()]);
-                if lcg(&mut state) % 4 == 0 {
+                if lcg(&mut state).is_multiple_of(4) {
                     p.push_str(PIECES[(lcg(&mut state) as usize) % PIECES.len()]);
                 }
             }
