@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => print_or_fail(cli::check(&args.config)),
         Command::Explain(args) => print_or_fail(cli::explain(&args)),
+        Command::Certs(cli::CertsCommand::Dev(args)) => print_or_fail(cli::certs_dev(&args)),
         Command::Serve(args) => run(async move {
             let config = Config::load(&args.config)?;
             let _guard = logging::init(&config.log);

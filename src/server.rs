@@ -1,29 +1,28 @@
-//! Listeners: accept TCP connections, serve HTTP/1.1 and HTTP/2 (h2c), drain on shutdown.
+//! Startup and shutdown: bind the client listeners (plain HTTP/1.1 + h2c, TLS with ALPN,
+//! optionally mTLS) and the admin listener, build the request path, drain on shutdown.
+//! The accept loops themselves live in `listener.rs`.
 
-use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use http_body::Body;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, SetRequestIdLayer};
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::gateway::GatewayError;
+use crate::listener;
 use crate::metrics::Metrics;
-use crate::policy::MissingUpstream;
 use crate::proxy::ProxyService;
 
 /// How long in-flight requests get to finish after shutdown begins.
@@ -41,12 +40,17 @@ pub enum StartupError {
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
-    Policy(#[from] MissingUpstream),
+    Gateway(#[from] GatewayError),
+    #[error("no client listener: set server.listen or [server.tls]")]
+    NoListener,
 }
 
 /// A running gateway: its bound addresses and the means to stop it.
 pub struct ServerHandle {
+    /// The plain-HTTP client listener if there is one, else the TLS one.
     pub proxy_addr: SocketAddr,
+    /// The TLS client listener, if `[server.tls]` is configured.
+    pub tls_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     gateway: Arc<Gateway>,
     ready: Arc<AtomicBool>,
@@ -67,17 +71,31 @@ impl ServerHandle {
     }
 }
 
-/// Bind both listeners and start serving. Returns once both are accepting.
+/// Bind every listener and start serving. Returns once all are accepting.
 pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
     let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
     let metrics = Arc::new(Metrics::new(&names)?);
-    let gateway = Arc::new(Gateway::new(config, metrics.clone())?);
+    // Loads every upstream's credentials (token files, AWS keys) and starts their refresh.
+    let gateway = Arc::new(Gateway::start(config, metrics.clone()).await?);
     let cfg = &gateway.config;
 
-    let proxy_listener = bind("server.listen", cfg.server.listen).await?;
-    let admin_listener = bind("admin.listen", cfg.admin.listen).await?;
-    let proxy_addr = local_addr("server.listen", cfg.server.listen, &proxy_listener)?;
-    let admin_addr = local_addr("admin.listen", cfg.admin.listen, &admin_listener)?;
+    let plain = match cfg.server.listen {
+        Some(addr) => Some(Bound::new("server.listen", addr).await?),
+        None => None,
+    };
+    let tls = match &cfg.server.tls {
+        Some(t) => Some((Bound::new(t.listen_key, t.listen).await?, t)),
+        None => None,
+    };
+    let admin = Bound::new("admin.listen", cfg.admin.listen).await?;
+    let tls_addr = tls.as_ref().map(|(bound, _)| bound.addr);
+    let proxy_addr = match (&plain, tls_addr) {
+        (Some(bound), _) => bound.addr,
+        (None, Some(addr)) => addr,
+        // Validation guarantees at least one client listener.
+        (None, None) => return Err(StartupError::NoListener),
+    };
+    let admin_addr = admin.addr;
 
     let mut proxy_builder = auto::Builder::new(TokioExecutor::new());
     proxy_builder
@@ -99,9 +117,10 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         // classify → decide → forward → record (see proxy/mod.rs).
         .service(ProxyService::new(gateway.clone()));
+    let proxy_service = TowerToHyperService::new(proxy_service);
 
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_state = AdminState::new(metrics, ready.clone());
+    let admin_state = AdminState::new(metrics.clone(), ready.clone());
     let admin_service = hyper::service::service_fn(move |req| {
         let state = admin_state.clone();
         async move { Ok::<_, std::convert::Infallible>(admin::handle(&state, req)) }
@@ -114,27 +133,68 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
 
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    tasks.spawn(accept_loop(
-        "proxy",
-        proxy_listener,
-        proxy_builder,
-        TowerToHyperService::new(proxy_service),
-        rx.clone(),
-    ));
-    tasks.spawn(accept_loop(
+    if let Some(bound) = plain {
+        tracing::info!(listener = "plain", addr = %bound.addr, protocols = "HTTP/1.1, h2c", "serving clients");
+        tasks.spawn(listener::accept_loop(
+            "proxy",
+            bound.listener,
+            None,
+            proxy_builder.clone(),
+            proxy_service.clone(),
+            rx.clone(),
+        ));
+    }
+    if let Some((bound, t)) = tls {
+        tracing::info!(
+            listener = "tls",
+            addr = %bound.addr,
+            protocols = "HTTP/1.1, h2 (ALPN)",
+            mtls = if t.client_auth { "on (client certificate required)" } else { "off" },
+            cert = %t.cert.display(),
+            "serving clients"
+        );
+        let settings = listener::TlsSettings {
+            acceptor: TlsAcceptor::from(t.config.clone()),
+            handshake_timeout: cfg.limits.header_read_timeout,
+            metrics,
+        };
+        tasks.spawn(listener::accept_loop(
+            "proxy-tls",
+            bound.listener,
+            Some(settings),
+            proxy_builder,
+            proxy_service,
+            rx.clone(),
+        ));
+    }
+    tasks.spawn(listener::accept_loop(
         "admin",
-        admin_listener,
+        admin.listener,
+        None,
         admin_builder,
         admin_service,
         rx,
     ));
     ready.store(true, Ordering::SeqCst);
-    tracing::info!(%proxy_addr, %admin_addr, "switchyard listening");
+    tracing::info!(
+        %proxy_addr,
+        tls_addr = tls_addr.map(|a| a.to_string()),
+        %admin_addr,
+        "switchyard listening"
+    );
     for (class, upstream) in gateway.policy.upstreams() {
-        tracing::info!(class = class.as_str(), upstream = upstream.name(), url = %upstream.url(), "route");
+        tracing::info!(
+            class = class.as_str(),
+            upstream = upstream.name(),
+            url = %upstream.url(),
+            kind = upstream.kind().as_str(),
+            auth = %upstream.auth().describe(),
+            "route"
+        );
     }
     Ok(ServerHandle {
         proxy_addr,
+        tls_addr,
         admin_addr,
         gateway,
         ready,
@@ -143,82 +203,17 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
     })
 }
 
-async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind { key, addr, source })
-}
-
-fn local_addr(
-    key: &'static str,
-    addr: SocketAddr,
-    listener: &TcpListener,
-) -> Result<SocketAddr, StartupError> {
-    listener
-        .local_addr()
-        .map_err(|source| StartupError::Bind { key, addr, source })
-}
-
-/// Accept connections until shutdown, then drain them gracefully.
-async fn accept_loop<S, B>(
-    name: &'static str,
+/// A bound listener and its real address (with the port the OS picked for port 0).
+struct Bound {
     listener: TcpListener,
-    builder: auto::Builder<TokioExecutor>,
-    service: S,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    let graceful = GracefulShutdown::new();
-    // Connection tasks, so that any still running after the drain timeout can be ended.
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            // Reap finished connections so the set stays as large as the open ones.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(listener = name, error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service.clone())
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                connections.spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-        }
+    addr: SocketAddr,
+}
+
+impl Bound {
+    async fn new(key: &'static str, addr: SocketAddr) -> Result<Bound, StartupError> {
+        let error = |source| StartupError::Bind { key, addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(error)?;
+        let addr = listener.local_addr().map_err(error)?;
+        Ok(Bound { listener, addr })
     }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            listener = name,
-            open = connections.len(),
-            "drain timeout passed; closing remaining connections"
-        );
-    }
-    connections.shutdown().await;
 }

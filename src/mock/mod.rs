@@ -1,7 +1,9 @@
 //! A built-in mock OpenAI-compatible LLM provider on loopback: used by `switchyard demo`, as a
 //! recording upstream in the integration tests, and (with recording off) in load benchmarks.
 //!
-//! The mock serves HTTP/1.1 and HTTP/2 cleartext (prior knowledge) and answers the OpenAI routes
+//! The mock serves HTTP/1.1 and HTTP/2 cleartext (prior knowledge), or, with
+//! [`MockOptions::with_tls`], HTTPS with whatever ALPN protocols and client-certificate rule the
+//! given rustls config sets. It answers the OpenAI routes
 //! the gateway cares about (chat completions, responses, conversations, embeddings, files,
 //! models) with shapes the official SDKs parse, including SSE streams. Everything else gets a
 //! JSON echo. Every request is recorded (method, path and query, version, headers, exact body
@@ -51,6 +53,9 @@ pub struct MockOptions {
     /// Default delay between SSE events when the request has no `x-mock-chunk-delay-ms`
     /// (zero for tests; the demo uses a few tens of milliseconds so streaming is visible).
     pub stream_delay: Duration,
+    /// Serve HTTPS with this config instead of cleartext. Its ALPN list decides whether
+    /// clients may pick h2; a client verifier in it makes client certificates required.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl MockOptions {
@@ -60,6 +65,7 @@ impl MockOptions {
             name: name.into(),
             record: true,
             stream_delay: Duration::ZERO,
+            tls: None,
         }
     }
 
@@ -67,6 +73,13 @@ impl MockOptions {
     #[must_use]
     pub fn with_record(mut self, record: bool) -> Self {
         self.record = record;
+        self
+    }
+
+    /// Serve HTTPS with this rustls config (TLS handshake, then HTTP/1.1 or h2 by ALPN).
+    #[must_use]
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -100,8 +113,10 @@ impl MockProvider {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(&opts));
         let (cancel, cancel_rx) = watch::channel(false);
+        let tls = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
         let accept = tokio::spawn(server::accept_loop(
             listener,
+            tls,
             Arc::clone(&shared),
             cancel_rx,
         ));
@@ -124,9 +139,16 @@ impl MockProvider {
         &self.shared.name
     }
 
-    /// Base URL for OpenAI clients, e.g. `http://127.0.0.1:41234/v1`.
+    /// Base URL for OpenAI clients, e.g. `http://127.0.0.1:41234/v1` (`https://` with TLS).
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        let scheme = if self.shared.tls { "https" } else { "http" };
+        format!("{scheme}://{}/v1", self.addr)
+    }
+
+    /// TLS handshakes that failed (the client did not trust us, sent no certificate when one
+    /// is required, ...): connections that never got to send a request.
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.shared.tls_failures.load(Ordering::Relaxed)
     }
 
     /// Snapshot of the recorded requests, in order of arrival of their heads.

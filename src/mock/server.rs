@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use super::body::{pattern_block, MockBody};
 use super::record::{RecordedRequest, Recorder, Tracker};
@@ -48,6 +49,10 @@ pub(crate) struct Shared {
     stream_delay: Duration,
     pub(crate) recorder: Arc<Recorder>,
     pub(crate) served: AtomicU64,
+    /// Serving HTTPS.
+    pub(crate) tls: bool,
+    /// Failed TLS handshakes.
+    pub(crate) tls_failures: AtomicU64,
     pattern: Bytes,
     files: Mutex<Vec<Value>>,
 }
@@ -62,6 +67,8 @@ impl Shared {
             stream_delay: opts.stream_delay,
             recorder: Arc::default(),
             served: AtomicU64::new(0),
+            tls: opts.tls.is_some(),
+            tls_failures: AtomicU64::new(0),
             pattern: pattern_block(),
             files: Mutex::default(),
         }
@@ -99,9 +106,12 @@ where
     }
 }
 
-/// Accept connections until cancelled, then end every connection task.
+/// Accept connections until cancelled, then end every connection task. With `tls`, each
+/// connection's handshake runs in its own task; h2 is served when ALPN picked it (or the
+/// client sent the h2 preface), HTTP/1.1 otherwise.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     cancel: watch::Receiver<bool>,
 ) {
@@ -127,12 +137,27 @@ pub(crate) async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     let builder = Arc::clone(&builder);
                     let shared = Arc::clone(&shared);
+                    let tls = tls.clone();
                     conns.spawn(async move {
-                        let svc = service_fn(move |req| {
-                            let tracker = record_head(&shared, &req);
-                            handle(Arc::clone(&shared), req, tracker)
-                        });
-                        if let Err(error) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                        let svc = {
+                            let shared = Arc::clone(&shared);
+                            service_fn(move |req| {
+                                let tracker = record_head(&shared, &req);
+                                handle(Arc::clone(&shared), req, tracker)
+                            })
+                        };
+                        let served = match tls {
+                            None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                            Some(tls) => match tls.accept(stream).await {
+                                Ok(stream) => builder.serve_connection(TokioIo::new(stream), svc).await,
+                                Err(error) => {
+                                    shared.tls_failures.fetch_add(1, Ordering::Relaxed);
+                                    tracing::debug!(%error, "mock TLS handshake failed");
+                                    return;
+                                }
+                            },
+                        };
+                        if let Err(error) = served {
                             tracing::trace!(%error, "mock connection ended with an error");
                         }
                     });

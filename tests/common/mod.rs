@@ -8,8 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod client;
+pub mod logs;
 pub mod metrics;
 pub mod raw;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,0 +1,249 @@
+//! Accept loops: TCP connections, through a rustls handshake on TLS listeners, served as
+//! HTTP/1.1 and HTTP/2 by hyper's auto builder and drained gracefully on shutdown.
+//!
+//! The accept loop only accepts: every handshake runs in the connection's own task, bounded
+//! by `limits.header_read_timeout`, so a slow or silent client never holds up the next one.
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::metrics::{Metrics, TlsHandshakeError};
+use crate::server::DRAIN_TIMEOUT;
+
+/// What a TLS listener needs beyond TCP: the acceptor, the handshake deadline and the
+/// counter of failed handshakes.
+pub(crate) struct TlsSettings {
+    pub(crate) acceptor: TlsAcceptor,
+    /// A client must finish the handshake within this (`limits.header_read_timeout`).
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// One builder per way a connection may be served. Over TLS the negotiated ALPN protocol
+/// decides; without ALPN (and on plain listeners) the auto builder detects the h2 preface.
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(auto: auto::Builder<TokioExecutor>) -> Self {
+        Self {
+            http1: auto.clone().http1_only(),
+            http2: auto.clone().http2_only(),
+            auto,
+        }
+    }
+
+    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+        match alpn {
+            Some(b"h2") => &self.http2,
+            Some(b"http/1.1") => &self.http1,
+            _ => &self.auto,
+        }
+    }
+}
+
+/// Accept connections until shutdown, then drain them gracefully. With `tls`, each
+/// connection is served only once its handshake succeeded.
+pub(crate) async fn accept_loop<S, B>(
+    name: &'static str,
+    listener: TcpListener,
+    tls: Option<TlsSettings>,
+    builder: auto::Builder<TokioExecutor>,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let tls = tls.map(Arc::new);
+    let builders = Arc::new(Builders::new(builder));
+    let graceful = GracefulShutdown::new();
+    // Connection tasks, so that any still running after the drain timeout can be ended.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            // Reap finished connections so the set stays as large as the open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(listener = name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let Some(tls) = tls.clone() else {
+                    let conn = builders
+                        .auto
+                        .serve_connection(TokioIo::new(stream), service.clone())
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    connections.spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                    continue;
+                };
+                // Subscribed now, so a shutdown that begins during the handshake still
+                // reaches the connection once it is served.
+                let watcher = graceful.watcher();
+                let builders = Arc::clone(&builders);
+                let service = service.clone();
+                let mut stop = shutdown.clone();
+                connections.spawn(async move {
+                    let stream = tokio::select! {
+                        stream = handshake(&tls, stream, peer, name) => match stream {
+                            Some(stream) => stream,
+                            None => return,
+                        },
+                        // Shutting down: a connection that never got to a request is dropped.
+                        _ = stop.wait_for(|stopping| *stopping) => return,
+                    };
+                    let builder = builders.for_alpn(stream.get_ref().1.alpn_protocol());
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            open = connections.len(),
+            "drain timeout passed; closing remaining connections"
+        );
+    }
+    connections.shutdown().await;
+}
+
+/// The server side of the TLS handshake; `None` (logged at debug and counted) if it failed.
+async fn handshake(
+    tls: &TlsSettings,
+    stream: TcpStream,
+    peer: SocketAddr,
+    name: &'static str,
+) -> Option<TlsStream<TcpStream>> {
+    let (reason, error) =
+        match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => return Some(stream),
+            Ok(Err(e)) => (handshake_failure(&e), e.to_string()),
+            Err(_) => (
+                TlsHandshakeError::Timeout,
+                format!("not finished within {:?}", tls.handshake_timeout),
+            ),
+        };
+    tracing::debug!(
+        listener = name,
+        %peer,
+        reason = reason.as_str(),
+        %error,
+        "TLS handshake failed"
+    );
+    tls.metrics.tls_handshake_error(reason);
+    None
+}
+
+/// Why a handshake failed, from the error tokio-rustls returned (a `rustls::Error` wrapped in
+/// an `io::Error`, or a plain I/O error from the socket).
+fn handshake_failure(e: &std::io::Error) -> TlsHandshakeError {
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return TlsHandshakeError::Io;
+    };
+    match tls {
+        rustls::Error::NoCertificatesPresented => TlsHandshakeError::NoClientCert,
+        rustls::Error::InvalidCertificate(_) => TlsHandshakeError::BadCertificate,
+        rustls::Error::AlertReceived(_) => TlsHandshakeError::ClientAlert,
+        _ => TlsHandshakeError::Protocol,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wrapped(e: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn handshake_failures_map_to_bounded_reasons() {
+        use rustls::{AlertDescription, CertificateError, Error, InvalidMessage};
+        let cases = [
+            (
+                wrapped(Error::NoCertificatesPresented),
+                TlsHandshakeError::NoClientCert,
+            ),
+            (
+                wrapped(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+                TlsHandshakeError::BadCertificate,
+            ),
+            (
+                wrapped(Error::AlertReceived(AlertDescription::UnknownCA)),
+                TlsHandshakeError::ClientAlert,
+            ),
+            (
+                wrapped(Error::InvalidMessage(InvalidMessage::InvalidContentType)),
+                TlsHandshakeError::Protocol,
+            ),
+            (
+                std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                TlsHandshakeError::Io,
+            ),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(handshake_failure(&error), reason, "{error}");
+        }
+    }
+
+    #[test]
+    fn alpn_picks_the_builder() {
+        let builders = Builders::new(auto::Builder::new(TokioExecutor::new()));
+        assert!(!builders.for_alpn(Some(b"h2")).is_http1_available());
+        assert!(builders.for_alpn(Some(b"h2")).is_http2_available());
+        assert!(builders.for_alpn(Some(b"http/1.1")).is_http1_available());
+        assert!(!builders.for_alpn(Some(b"http/1.1")).is_http2_available());
+        let auto = builders.for_alpn(None);
+        assert!(auto.is_http1_available() && auto.is_http2_available());
+    }
+}
