@@ -1,4 +1,4 @@
-//! Commands: serve, check, explain, demo.
+//! Commands: serve, check, explain, demo, certs dev.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,26 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Run the gateway in front of two built-in mock providers on loopback.
     Demo(DemoArgs),
+    /// Generate certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Write a throwaway CA, a server certificate for localhost and a client certificate
+    /// (development only).
+    Dev(CertsDevArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsDevArgs {
+    /// Directory to write ca.crt, ca.key, server.crt, server.key, client.crt, client.key into.
+    #[arg(long, default_value = crate::certs::DEFAULT_DIR)]
+    pub out: PathBuf,
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -92,7 +112,15 @@ pub enum ExplainError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Policy(#[from] crate::policy::MissingUpstream),
+    Gateway(#[from] crate::gateway::GatewayError),
+    #[error("cannot start a runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// `switchyard certs dev`: write the files, then say what was written.
+pub fn certs_dev(args: &CertsDevArgs) -> Result<String, crate::certs::CertsError> {
+    let certs = crate::certs::generate_dev(&args.out, args.force)?;
+    Ok(crate::certs::summary(&certs))
 }
 
 /// `switchyard check`: the message to print on success.
@@ -104,8 +132,25 @@ pub fn check(path: &Path) -> Result<String, ConfigError> {
         ("stateful", config.routing.stateful),
     ] {
         if let Some(u) = config.upstreams.get(up) {
-            out.push_str(&format!("  {class:<9} -> {} ({})\n", u.name, u.url));
+            out.push_str(&format!(
+                "  {class:<9} -> {} ({}, {}, {})\n",
+                u.name,
+                u.url,
+                u.kind.as_str(),
+                u.auth.describe()
+            ));
         }
+    }
+    if let Some(tls) = &config.server.tls {
+        out.push_str(&format!(
+            "  TLS on {}{}\n",
+            tls.listen,
+            if tls.client_auth {
+                ", client certificates required"
+            } else {
+                ""
+            }
+        ));
     }
     out.push_str(&format!(
         "  {} operator rule(s), built-in rules {}\n",
@@ -159,7 +204,7 @@ pub fn explain(args: &ExplainArgs) -> Result<String, ExplainError> {
         })?,
     };
     let classifier = Classifier::new(config.classifier.clone());
-    let policy = Policy::new(&config)?;
+    let policy = Policy::new(&config).map_err(crate::gateway::GatewayError::from)?;
     let limit = config.limits.max_body_bytes;
     let outcome = classifier.classify(&method, pq.path(), &headers, &body);
     let route = match &outcome {
@@ -177,19 +222,34 @@ pub fn explain(args: &ExplainArgs) -> Result<String, ExplainError> {
     Ok(match policy.settle(outcome) {
         Ok(d) => {
             let upstream = policy.upstream_for(d.class);
-            let target = match upstream.map_uri(&config.server.base_path, &pq) {
-                Ok(uri) => uri.to_string(),
-                Err(e) => format!("(cannot build the upstream URI: {e})"),
+            // The upstream's adapter: path mapping, Azure deployment, model renaming.
+            let body = bytes::Bytes::from(body);
+            let adapted = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(ExplainError::Runtime)?
+                .block_on(upstream.adapt(
+                    &config.server.base_path,
+                    &method,
+                    &pq,
+                    &headers,
+                    Some(&body),
+                ));
+            let adapted = match adapted {
+                Ok(adapted) => adapted,
+                Err(e) => return Ok(refused(&ProxyError::Adapt(e), &route, args.json)),
             };
+            let target = adapted.uri;
+            let renamed = adapted.body.is_some();
             if args.json {
                 serde_json::json!({
                     "class": d.class.as_str(), "rule": &*d.rule, "marker": d.marker.to_string(),
                     "route": route, "upstream": upstream.name(), "forward": format!("{method} {target}"),
+                    "model_renamed": renamed,
                 })
                 .to_string()
                     + "\n"
             } else {
-                format!(
+                let mut out = format!(
                     "class:    {}\nrule:     {}\nmarker:   {}\nroute:    {}\nupstream: {} ({})\nforward:  {} {}\n",
                     d.class,
                     d.rule,
@@ -199,7 +259,14 @@ pub fn explain(args: &ExplainArgs) -> Result<String, ExplainError> {
                     upstream.url(),
                     method,
                     target
-                )
+                );
+                if renamed {
+                    out.push_str(&format!(
+                        "body:     model renamed (upstreams.{}.models)\n",
+                        upstream.name()
+                    ));
+                }
+                out
             }
         }
         Err(u) => refused(&ProxyError::Unclassifiable(u), &route, args.json),

@@ -35,10 +35,14 @@ pub enum Rejection {
     ClientTimeout,
     MethodNotAllowed,
     BadRequest,
+    /// The request's model has no deployment on the (Azure classic) upstream.
+    ModelNotMapped,
+    /// The gateway could not authenticate to the upstream (credentials, signing).
+    UpstreamAuth,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 10] = [
+    pub const ALL: [Rejection; 12] = [
         Rejection::Unclassifiable,
         Rejection::AmbiguousPath,
         Rejection::BodyTooLarge,
@@ -49,6 +53,8 @@ impl Rejection {
         Rejection::ClientTimeout,
         Rejection::MethodNotAllowed,
         Rejection::BadRequest,
+        Rejection::ModelNotMapped,
+        Rejection::UpstreamAuth,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -63,6 +69,8 @@ impl Rejection {
             Rejection::ClientTimeout => "client_timeout",
             Rejection::MethodNotAllowed => "method_not_allowed",
             Rejection::BadRequest => "bad_request",
+            Rejection::ModelNotMapped => "model_not_mapped",
+            Rejection::UpstreamAuth => "upstream_auth",
         }
     }
 }
@@ -82,10 +90,13 @@ pub enum UpstreamErrorKind {
     RequestTimeout,
     /// The response body broke off mid-way.
     BodyError,
+    /// The TLS handshake failed: the upstream's certificate was not trusted, or it refused
+    /// the gateway's client certificate.
+    Tls,
 }
 
 impl UpstreamErrorKind {
-    pub const ALL: [UpstreamErrorKind; 7] = [
+    pub const ALL: [UpstreamErrorKind; 8] = [
         UpstreamErrorKind::Connect,
         UpstreamErrorKind::ConnectTimeout,
         UpstreamErrorKind::FirstByteTimeout,
@@ -93,6 +104,7 @@ impl UpstreamErrorKind {
         UpstreamErrorKind::IdleTimeout,
         UpstreamErrorKind::RequestTimeout,
         UpstreamErrorKind::BodyError,
+        UpstreamErrorKind::Tls,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -104,6 +116,46 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::IdleTimeout => "idle_timeout",
             UpstreamErrorKind::RequestTimeout => "request_timeout",
             UpstreamErrorKind::BodyError => "body_error",
+            UpstreamErrorKind::Tls => "tls",
+        }
+    }
+}
+
+/// Why a TLS handshake on the client-facing listener failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TlsHandshakeError {
+    /// The client did not finish the handshake within `limits.header_read_timeout`.
+    Timeout,
+    /// Client certificates are required (`client_ca`) and the client sent none.
+    NoClientCert,
+    /// The client's certificate was rejected (unknown issuer, expired, wrong usage, ...).
+    BadCertificate,
+    /// The client aborted with an alert, typically because it does not trust our certificate.
+    ClientAlert,
+    /// Not TLS (plain HTTP to the TLS port), or TLS the gateway does not speak.
+    Protocol,
+    /// The connection broke (reset, closed) during the handshake.
+    Io,
+}
+
+impl TlsHandshakeError {
+    pub const ALL: [TlsHandshakeError; 6] = [
+        TlsHandshakeError::Timeout,
+        TlsHandshakeError::NoClientCert,
+        TlsHandshakeError::BadCertificate,
+        TlsHandshakeError::ClientAlert,
+        TlsHandshakeError::Protocol,
+        TlsHandshakeError::Io,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TlsHandshakeError::Timeout => "timeout",
+            TlsHandshakeError::NoClientCert => "no_client_cert",
+            TlsHandshakeError::BadCertificate => "bad_certificate",
+            TlsHandshakeError::ClientAlert => "client_alert",
+            TlsHandshakeError::Protocol => "protocol",
+            TlsHandshakeError::Io => "io",
         }
     }
 }
@@ -120,6 +172,7 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     request_bytes: IntCounterVec,
     response_bytes: IntCounterVec,
+    tls_handshake_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -190,6 +243,11 @@ impl Metrics {
             "Response body bytes relayed to clients.",
             &["route", "upstream"],
         )?;
+        let tls_handshake_errors = counter(
+            "switchyard_tls_handshake_errors_total",
+            "TLS handshakes on the client-facing listener that failed, by reason.",
+            &["reason"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("switchyard_build_info", "Build information; always 1."),
             &["version"],
@@ -201,6 +259,9 @@ impl Metrics {
 
         for reason in Rejection::ALL {
             rejections.with_label_values(&[reason.as_str()]);
+        }
+        for reason in TlsHandshakeError::ALL {
+            tls_handshake_errors.with_label_values(&[reason.as_str()]);
         }
         for up in upstreams {
             in_flight.with_label_values(&[up]);
@@ -219,6 +280,7 @@ impl Metrics {
             upstream_errors,
             request_bytes,
             response_bytes,
+            tls_handshake_errors,
         })
     }
 
@@ -235,6 +297,13 @@ impl Metrics {
     pub fn upstream_error(&self, upstream: &str, kind: UpstreamErrorKind) {
         self.upstream_errors
             .with_label_values(&[upstream, kind.as_str()])
+            .inc();
+    }
+
+    /// A client's TLS handshake failed; the connection was closed before any request.
+    pub fn tls_handshake_error(&self, reason: TlsHandshakeError) {
+        self.tls_handshake_errors
+            .with_label_values(&[reason.as_str()])
             .inc();
     }
 

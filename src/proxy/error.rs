@@ -7,7 +7,8 @@ use http_body_util::Full;
 
 use crate::classify::{Class, Unclassifiable, UnclassifiableReason};
 use crate::metrics::{Rejection, UpstreamErrorKind};
-use crate::upstream::{SendError, UpstreamError};
+use crate::upstream::auth::AuthError;
+use crate::upstream::{AdaptError, SendError, UpstreamError};
 
 /// A request the gateway refuses or cannot complete.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,10 @@ pub enum ProxyError {
     ClientBodyTimeout,
     #[error("{error}; this {class} request was not sent to any other upstream")]
     Upstream { error: UpstreamError, class: Class },
+    #[error("{0}")]
+    Adapt(AdaptError),
+    #[error("{0}; the request was not sent")]
+    UpstreamAuth(AuthError),
 }
 
 /// Body refusals say why they matter; a path refusal's reason already does.
@@ -62,13 +67,17 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::Adapt(AdaptError::Uri(_)) | ProxyError::UpstreamAuth(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::Adapt(_) => StatusCode::BAD_REQUEST,
             ProxyError::Upstream { error, .. } => match error {
                 UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::FirstByteTimeout { .. }
                 | UpstreamError::RequestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-                UpstreamError::Connect { .. } | UpstreamError::Protocol { .. } => {
-                    StatusCode::BAD_GATEWAY
-                }
+                UpstreamError::Connect { .. }
+                | UpstreamError::Tls { .. }
+                | UpstreamError::Protocol { .. } => StatusCode::BAD_GATEWAY,
             },
         }
     }
@@ -87,11 +96,17 @@ impl ProxyError {
             },
             ProxyError::ClientBody(_) => Rejection::ClientBody,
             ProxyError::ClientBodyTimeout => Rejection::ClientTimeout,
+            ProxyError::Adapt(AdaptError::ModelNotMapped { .. }) => Rejection::ModelNotMapped,
+            ProxyError::Adapt(AdaptError::Uri(_)) => Rejection::UpstreamProtocol,
+            ProxyError::Adapt(_) => Rejection::BadRequest,
+            ProxyError::UpstreamAuth(_) => Rejection::UpstreamAuth,
             ProxyError::Upstream { error, .. } => match error {
                 UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::FirstByteTimeout { .. }
                 | UpstreamError::RequestTimeout { .. } => Rejection::Timeout,
-                UpstreamError::Connect { .. } => Rejection::UpstreamUnavailable,
+                UpstreamError::Connect { .. } | UpstreamError::Tls { .. } => {
+                    Rejection::UpstreamUnavailable
+                }
                 UpstreamError::Protocol { .. } => Rejection::UpstreamProtocol,
             },
         }
@@ -104,6 +119,7 @@ impl ProxyError {
         };
         Some(match error {
             UpstreamError::Connect { .. } => UpstreamErrorKind::Connect,
+            UpstreamError::Tls { .. } => UpstreamErrorKind::Tls,
             UpstreamError::ConnectTimeout { .. } => UpstreamErrorKind::ConnectTimeout,
             UpstreamError::FirstByteTimeout { .. } => UpstreamErrorKind::FirstByteTimeout,
             UpstreamError::RequestTimeout { .. } => UpstreamErrorKind::RequestTimeout,
@@ -115,6 +131,8 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::Unclassifiable(u) => u.reason.code(),
+            ProxyError::Adapt(AdaptError::ModelRequired { .. }) => "missing_model",
+            ProxyError::Adapt(AdaptError::Ambiguous { .. }) => "duplicate_model",
             other => other.rejection().as_str(),
         }
     }

@@ -16,6 +16,24 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 /// Where a provider's own `x-request-id` goes when it differs from the gateway's.
 pub const UPSTREAM_REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
+/// Where providers put their own request id, most specific first: Azure API Management,
+/// Azure OpenAI, Amazon (both spellings), then OpenAI's `x-request-id`.
+const PROVIDER_REQUEST_ID_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("apim-request-id"),
+    HeaderName::from_static("x-ms-request-id"),
+    HeaderName::from_static("x-amzn-requestid"),
+    HeaderName::from_static("x-amzn-request-id"),
+    REQUEST_ID_HEADER,
+];
+
+/// The provider's id for this request, for the access log.
+pub fn provider_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    PROVIDER_REQUEST_ID_HEADERS
+        .iter()
+        .find_map(|name| headers.get(name))
+        .cloned()
+}
+
 /// Connection-level headers (RFC 9110 §7.6.1) that a proxy must not forward, plus `trailer`:
 /// trailer fields are not relayed (a buffered body drops them), so neither is their promise.
 const HOP_BY_HOP: [HeaderName; 8] = [

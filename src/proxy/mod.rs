@@ -33,13 +33,14 @@ use tokio::time::Instant;
 use self::body::{InFlight, LimitedIncoming, ObservedBody, ProxyBody, UpstreamBody};
 use self::error::ProxyError;
 use self::headers::{
-    label_value, strip_hop_by_hop, Upgrade, CLASS_HEADER, MARKER_HEADER, REQUEST_ID_HEADER,
-    RULE_HEADER, UPSTREAM_HEADER, UPSTREAM_ONLY_RESPONSE_HEADERS, UPSTREAM_REQUEST_ID_HEADER,
+    label_value, provider_request_id, strip_hop_by_hop, Upgrade, CLASS_HEADER, MARKER_HEADER,
+    REQUEST_ID_HEADER, RULE_HEADER, UPSTREAM_HEADER, UPSTREAM_ONLY_RESPONSE_HEADERS,
+    UPSTREAM_REQUEST_ID_HEADER,
 };
 use self::record::{client_closed_status, Outcome, Pending, Record};
 use crate::classify::{Decision, Inspection, RouteId, Unclassifiable};
 use crate::gateway::Gateway;
-use crate::upstream::{SendError, UpstreamClient, UpstreamError};
+use crate::upstream::UpstreamClient;
 
 /// The innermost service of the request path (see `server::proxy_stack` for the layers).
 #[derive(Clone)]
@@ -100,6 +101,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         start,
         method: parts.method.clone(),
         request_id: request_id.clone(),
+        upstream_request_id: None,
         route: RouteId::OTHER,
         decision: None,
         status: client_closed_status(),
@@ -123,21 +125,24 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         let error = ProxyError::ClientBodyTimeout;
         return refuse(&gw, pending, Some(&decision), &error, &request_id);
     }
+    let (parts, body) = match adapt(&gw, upstream, parts, body, deadline).await {
+        Ok(adapted) => adapted,
+        Err(error) => return refuse(&gw, pending, Some(&decision), &error, &request_id),
+    };
     let route_label = gw.classifier.route_label(decision.route);
     let (request_counter, response_counter) =
         gw.metrics.byte_counters(route_label, upstream.name());
     let (body, uploaded) = upstream_body(body, gw.config.limits.max_body_bytes, request_counter);
     let in_flight = InFlight::start(gw.metrics.in_flight(upstream.name()));
-
-    let result = match forward(&gw, upstream, parts, body) {
-        Ok(req) => upstream.send(req, uploaded, deadline).await,
-        Err(e) => Err(SendError::Upstream(e)),
-    };
+    let result = upstream
+        .send(Request::from_parts(parts, body), uploaded, deadline)
+        .await;
     match result {
         Ok((resp, sent)) => {
             gw.metrics
                 .first_byte(route_label, upstream.name(), sent.elapsed().as_secs_f64());
             let (mut head, incoming) = resp.into_parts();
+            pending.upstream_request_id(provider_request_id(&head.headers));
             strip_hop_by_hop(&mut head.headers, Upgrade::Strip);
             for name in UPSTREAM_ONLY_RESPONSE_HEADERS {
                 head.headers.remove(name);
@@ -300,35 +305,67 @@ fn own_request_id(headers: &mut HeaderMap, request_id: &Option<HeaderValue>) {
     }
 }
 
-/// Phase 3: build the request for `upstream`, the one the policy chose for the class.
-fn forward(
+/// Phase 3: build the request for `upstream`, the one the policy chose for the class: read
+/// the body if the upstream's adapter needs it whole (SigV4, model mapping), map the path,
+/// rename the model, clean the headers, add the credentials. Signing comes last, over the
+/// exact head and bytes that will be sent.
+async fn adapt(
     gw: &Gateway,
     upstream: &UpstreamClient,
     parts: Parts,
-    body: UpstreamBody,
-) -> Result<Request<UpstreamBody>, UpstreamError> {
+    body: ReadBody,
+    deadline: Instant,
+) -> Result<(Parts, ReadBody), ProxyError> {
     let Parts {
         method,
         uri,
         mut headers,
         ..
     } = parts;
+    let base_path = &gw.config.server.base_path;
+    let body = match body {
+        ReadBody::Unread(incoming) if upstream.needs_body(&method, uri.path(), base_path) => {
+            let limit = gw.config.limits.max_body_bytes;
+            let declared = declared_length(&headers);
+            let idle = upstream.timeouts().idle;
+            ReadBody::Buffered(read_body(incoming, limit, declared, idle, deadline).await?)
+        }
+        body => body,
+    };
     let pq = uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let uri = upstream
-        .map_uri(&gw.config.server.base_path, &pq)
-        .map_err(|e| UpstreamError::Protocol {
-            upstream: upstream.name().to_owned(),
-            detail: format!("cannot build the upstream URI: {e}"),
-        })?;
+    let buffered = match &body {
+        ReadBody::Buffered(bytes) => Some(bytes),
+        ReadBody::Unread(_) => None,
+    };
+    let adapted = upstream
+        .adapt(base_path, &method, &pq, &headers, buffered)
+        .await
+        .map_err(ProxyError::Adapt)?;
+    let body = match adapted.body {
+        Some(renamed) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(renamed.len()));
+            ReadBody::Buffered(renamed)
+        }
+        None => body,
+    };
     upstream.prepare_headers(&mut headers);
-    let mut req = Request::new(body);
+    let bytes: &[u8] = match &body {
+        ReadBody::Buffered(bytes) => bytes,
+        ReadBody::Unread(_) => &[],
+    };
+    upstream
+        .auth()
+        .apply(&method, &adapted.uri, &mut headers, bytes)
+        .map_err(ProxyError::UpstreamAuth)?;
+    let mut req = Request::new(());
     *req.method_mut() = method;
-    *req.uri_mut() = uri;
+    *req.uri_mut() = adapted.uri;
     *req.headers_mut() = headers;
-    Ok(req)
+    let (parts, ()) = req.into_parts();
+    Ok((parts, body))
 }
 
 /// Answer with a gateway error: count it, record it, and say what was decided, if anything.

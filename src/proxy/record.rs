@@ -57,6 +57,13 @@ impl Pending {
         }
     }
 
+    /// The provider's own id for the request, from the response head.
+    pub fn upstream_request_id(&mut self, id: Option<HeaderValue>) {
+        if let Some(record) = &mut self.0 {
+            record.upstream_request_id = id;
+        }
+    }
+
     /// Hand the record over to whoever answers; `status` is the status they answer with.
     pub fn into_record(mut self, status: StatusCode) -> Option<Record> {
         let mut record = self.0.take()?;
@@ -79,6 +86,9 @@ pub struct Record {
     pub start: Instant,
     pub method: Method,
     pub request_id: Option<HeaderValue>,
+    /// `apim-request-id`, `x-ms-request-id`, `x-amzn-requestid` or `x-request-id` from the
+    /// upstream's response.
+    pub upstream_request_id: Option<HeaderValue>,
     pub route: RouteId,
     pub decision: Option<Decision>,
     pub status: StatusCode,
@@ -114,6 +124,11 @@ impl Record {
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
+            let upstream_request_id = self
+                .upstream_request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
             let marker = self.decision.as_ref().map(|d| &d.marker);
             tracing::info!(
                 target: "switchyard::access",
@@ -124,6 +139,7 @@ impl Record {
                 rule,
                 marker = marker.map(tracing::field::display),
                 upstream,
+                upstream_request_id,
                 status = self.status.as_u16(),
                 outcome = outcome.as_str(),
                 response_bytes,

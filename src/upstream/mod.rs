@@ -4,19 +4,29 @@
 //! upstream serves a request (that is `policy.rs`) and never retries elsewhere: a failure is
 //! returned to the caller as an `UpstreamError` and becomes a gateway error.
 
+mod adapt;
+pub mod auth;
+pub mod azure;
+pub mod model;
+pub mod sigv4;
+
+pub use adapt::{AdaptError, Adapted};
+
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::config::{Timeouts, Upstream, UpstreamUrl};
+use self::auth::Auth;
+use crate::config::{AzureClassic, ModelMap, Timeouts, Upstream, UpstreamKind, UpstreamUrl};
 use crate::proxy::body::{BodyLimitExceeded, ClientBodyError, UpstreamBody};
 
 /// Client credential headers; removed on the way to an upstream that sets its own.
@@ -33,6 +43,8 @@ pub const CREDENTIAL_HEADERS: &[&str] = &[
 pub enum UpstreamError {
     #[error("could not connect to upstream {upstream}: {detail}")]
     Connect { upstream: String, detail: String },
+    #[error("TLS handshake with upstream {upstream} failed: {detail}")]
+    Tls { upstream: String, detail: String },
     #[error("upstream {upstream} did not connect within {timeout:?}")]
     ConnectTimeout { upstream: String, timeout: Duration },
     #[error("upstream {upstream} sent no response head within {timeout:?}")]
@@ -62,7 +74,11 @@ pub struct UpstreamClient {
     set_headers: Vec<(HeaderName, HeaderValue)>,
     forward_client_credentials: bool,
     timeouts: Timeouts,
-    client: Client<HttpConnector, UpstreamBody>,
+    auth: Auth,
+    kind: UpstreamKind,
+    models: ModelMap,
+    azure_classic: Option<AzureClassic>,
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
 }
 
 impl UpstreamClient {
@@ -71,6 +87,23 @@ impl UpstreamClient {
         connector.set_connect_timeout(Some(cfg.timeouts.connect));
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
+        // https_or_http: the URL's scheme decides. SNI is on; ALPN offers h2 and http/1.1
+        // unless `http2` asks for h2 only. The rustls config carries the trust anchors.
+        connector.enforce_http(false);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*cfg.tls).clone())
+            .https_or_http();
+        let connector = if cfg.http2 {
+            builder.enable_http2().wrap_connector(connector)
+        } else {
+            builder.enable_all_versions().wrap_connector(connector)
+        };
+        if cfg.danger_accept_invalid_certs {
+            tracing::warn!(
+                upstream = %cfg.name,
+                "danger_accept_invalid_certs = true: the upstream's certificate is NOT verified; never use this outside local testing"
+            );
+        }
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -96,6 +129,10 @@ impl UpstreamClient {
                 .collect(),
             forward_client_credentials: cfg.forward_client_credentials,
             timeouts: cfg.timeouts,
+            auth: Auth::new(cfg),
+            kind: cfg.kind,
+            models: cfg.models.clone(),
+            azure_classic: cfg.azure_classic.clone(),
             client,
         }
     }
@@ -113,6 +150,14 @@ impl UpstreamClient {
         &self.url
     }
 
+    pub fn kind(&self) -> UpstreamKind {
+        self.kind
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
     }
@@ -121,12 +166,7 @@ impl UpstreamClient {
     /// is replaced by the upstream URL's path; other paths are kept as they are.
     pub fn map_uri(&self, base_path: &str, pq: &PathAndQuery) -> Result<Uri, http::Error> {
         let path = pq.path();
-        let rest = if base_path.is_empty() {
-            Some(path)
-        } else {
-            path.strip_prefix(base_path)
-                .filter(|rest| rest.is_empty() || rest.starts_with('/'))
-        };
+        let rest = rest_of(base_path, path);
         let mut target = String::with_capacity(self.url.path.len() + pq.as_str().len());
         match rest {
             Some(rest) => {
@@ -142,10 +182,15 @@ impl UpstreamClient {
             target.push('?');
             target.push_str(q);
         }
+        self.uri(target)
+    }
+
+    /// An absolute URI on this upstream for `path_and_query`.
+    fn uri(&self, path_and_query: String) -> Result<Uri, http::Error> {
         Uri::builder()
             .scheme(self.url.scheme.clone())
             .authority(self.url.authority.clone())
-            .path_and_query(target)
+            .path_and_query(path_and_query)
             .build()
     }
 
@@ -226,6 +271,21 @@ impl UpstreamClient {
                     detail: client.0.to_string(),
                 };
             }
+            if let Some(tls) = rustls_error(err) {
+                return SendError::Upstream(UpstreamError::Tls {
+                    upstream: self.name.clone(),
+                    detail: tls_hint(tls, &self.name),
+                });
+            }
+            if let Some(alert) = late_tls_alert(err) {
+                // TLS 1.3: the server judges the client certificate after the client's
+                // handshake ends, so its refusal arrives as the first read fails. It never
+                // processed the request.
+                return SendError::Upstream(UpstreamError::Tls {
+                    upstream: self.name.clone(),
+                    detail: alert_hint(&alert, &self.name),
+                });
+            }
             if let Some(io) = err.downcast_ref::<std::io::Error>() {
                 if io.kind() == std::io::ErrorKind::TimedOut && e.is_connect() {
                     return SendError::Upstream(UpstreamError::ConnectTimeout {
@@ -246,8 +306,78 @@ impl UpstreamClient {
     }
 }
 
-/// The error and its sources on one line (hyper's top-level messages are terse).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// The rustls error behind `err`, looking inside `io::Error`s (the TLS connector wraps
+/// rustls's error in one, and the connector wraps that in another).
+fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current: &(dyn std::error::Error + 'static) = err;
+    loop {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let io = current.downcast_ref::<std::io::Error>()?;
+        current = io.get_ref()?;
+    }
+}
+
+/// A TLS failure with what to do about it.
+fn tls_hint(e: &rustls::Error, upstream: &str) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(_) => format!(
+            "{e}; the gateway does not trust the upstream's certificate (set upstreams.{upstream}.ca if a private CA issued it)"
+        ),
+        rustls::Error::AlertReceived(alert) => alert_hint(&format!("{alert:?}"), upstream),
+        other => other.to_string(),
+    }
+}
+
+/// Alerts by which a server refuses the client's certificate.
+const CLIENT_CERT_ALERTS: [&str; 7] = [
+    "CertificateRequired",
+    "BadCertificate",
+    "UnknownCA",
+    "CertificateUnknown",
+    "AccessDenied",
+    "CertificateExpired",
+    "CertificateRevoked",
+];
+
+/// A fatal alert from the upstream, with what to do about it.
+fn alert_hint(alert: &str, upstream: &str) -> String {
+    if CLIENT_CERT_ALERTS.contains(&alert) {
+        format!(
+            "received fatal alert: {alert}; the upstream did not accept the gateway's client certificate (see upstreams.{upstream}.client_cert and client_key)"
+        )
+    } else {
+        format!("received fatal alert: {alert}")
+    }
+}
+
+/// A fatal TLS alert that surfaced as a read error after the handshake (tokio-rustls keeps
+/// only rustls's message then: "received fatal alert: NAME").
+fn late_tls_alert(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let io = err.downcast_ref::<std::io::Error>()?;
+    if io.kind() != std::io::ErrorKind::InvalidData {
+        return None;
+    }
+    let text = io.get_ref()?.to_string();
+    text.strip_prefix("received fatal alert: ")
+        .map(|alert| alert.trim().to_owned())
+}
+
+/// The client path after the client-facing `base_path`, or `None` when the path is outside it
+/// (then it goes to the upstream as it is).
+fn rest_of<'a>(base_path: &str, path: &'a str) -> Option<&'a str> {
+    if base_path.is_empty() {
+        Some(path)
+    } else {
+        path.strip_prefix(base_path)
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+/// The error and its sources on one line (hyper's and the AWS crates' top-level messages
+/// are terse).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(err) = source {

@@ -1,0 +1,209 @@
+//! Provider adapters: the upstream URI for a request and, when a model mapping applies, the
+//! rewritten body. Azure's classic API picks a deployment from the request's `model`; any
+//! upstream may rename models (`models`). Everything else goes byte-identical.
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
+use http::uri::PathAndQuery;
+use http::{Method, Uri};
+
+use super::model::{self, ModelError};
+use super::{azure, rest_of, UpstreamClient};
+
+/// The request as this upstream receives it.
+pub struct Adapted {
+    pub uri: Uri,
+    /// The rewritten body, when a model mapping applied; `None` means "as the client sent it".
+    pub body: Option<Bytes>,
+}
+
+/// A request this upstream's adapter cannot forward as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AdaptError {
+    #[error("model {model:?} is not mapped to a deployment of upstream {upstream}; the gateway operator can add it to upstreams.{upstream}.deployments")]
+    ModelNotMapped { model: String, upstream: String },
+    #[error("{endpoint} needs the request's \"model\" to choose an Azure deployment of upstream {upstream}: {detail}")]
+    ModelRequired {
+        upstream: String,
+        endpoint: String,
+        detail: String,
+    },
+    #[error("the request's \"model\" cannot be renamed for upstream {upstream}: {error}")]
+    Ambiguous { upstream: String, error: ModelError },
+    #[error("cannot build the upstream URI: {0}")]
+    Uri(String),
+}
+
+/// How the request body carries its fields.
+enum BodyKind {
+    Json,
+    /// `multipart/form-data` with this boundary.
+    Multipart(String),
+    /// Compressed, or a content type without a `model` field the gateway can read.
+    Opaque,
+}
+
+impl UpstreamClient {
+    /// Whether the whole body must be read before the request can be adapted and sent:
+    /// SigV4 signs its hash; a model mapping or an Azure deployment needs its `model`.
+    pub fn needs_body(&self, method: &Method, path: &str, base_path: &str) -> bool {
+        if self.auth.needs_body() {
+            return true;
+        }
+        if !carries_body(method) {
+            return false;
+        }
+        if !self.models.is_empty() {
+            return true;
+        }
+        self.azure_classic.is_some()
+            && rest_of(base_path, path).is_some_and(azure::is_deployment_scoped)
+    }
+
+    /// The upstream URI for this request, and its body if a model mapping rewrote it.
+    /// `body` is the whole body when `needs_body` asked for it (or the classifier read it).
+    pub async fn adapt(
+        &self,
+        base_path: &str,
+        method: &Method,
+        pq: &PathAndQuery,
+        headers: &HeaderMap,
+        body: Option<&Bytes>,
+    ) -> Result<Adapted, AdaptError> {
+        let uri_error = |e: http::Error| AdaptError::Uri(e.to_string());
+        let body = body.filter(|_| carries_body(method));
+        let kind = body_kind(headers);
+        let renamed = match (body, &kind) {
+            (Some(bytes), BodyKind::Json) if !self.models.is_empty() => self.rename(bytes)?,
+            _ => None,
+        };
+
+        let Some(classic) = &self.azure_classic else {
+            let uri = self.map_uri(base_path, pq).map_err(uri_error)?;
+            return Ok(Adapted { uri, body: renamed });
+        };
+        let path = pq.path();
+        let rest = rest_of(base_path, path);
+        let deployment =
+            match rest {
+                Some(rest) if azure::is_deployment_scoped(rest) => {
+                    let model = self.request_model(rest, body, &kind).await?;
+                    let deployment = classic.deployments.get(&model).ok_or_else(|| {
+                        AdaptError::ModelNotMapped {
+                            model: model.clone(),
+                            upstream: self.name.clone(),
+                        }
+                    })?;
+                    Some(deployment)
+                }
+                _ => None,
+            };
+        let target =
+            azure::classic_target(classic, &self.url.path, path, rest, deployment, pq.query());
+        let uri = self.uri(target).map_err(uri_error)?;
+        Ok(Adapted { uri, body: renamed })
+    }
+
+    /// `models`: the body with its `model` renamed, or `None` when no mapping applies (no
+    /// model, an unmapped one, or a body that is not a JSON object: the provider judges it).
+    fn rename(&self, body: &Bytes) -> Result<Option<Bytes>, AdaptError> {
+        match model::find(body) {
+            Ok(Some(field)) => Ok(self
+                .models
+                .get(&field.value)
+                .map(|to| model::replace(body, field.span, to))),
+            Err(error @ ModelError::Duplicate) => Err(AdaptError::Ambiguous {
+                upstream: self.name.clone(),
+                error,
+            }),
+            Ok(None) | Err(_) => Ok(None),
+        }
+    }
+
+    /// The model a deployment-scoped request names, from a JSON or multipart body.
+    async fn request_model(
+        &self,
+        endpoint: &str,
+        body: Option<&Bytes>,
+        kind: &BodyKind,
+    ) -> Result<String, AdaptError> {
+        let required = |detail: String| AdaptError::ModelRequired {
+            upstream: self.name.clone(),
+            endpoint: endpoint.to_owned(),
+            detail,
+        };
+        let Some(body) = body else {
+            return Err(required("the request has no body".to_owned()));
+        };
+        match kind {
+            BodyKind::Json => match model::find(body) {
+                Ok(Some(field)) => Ok(field.value),
+                Ok(None) => Err(required("the body has no \"model\" field".to_owned())),
+                Err(e) => Err(required(e.to_string())),
+            },
+            BodyKind::Multipart(boundary) => multipart_model(body, boundary)
+                .await
+                .map_err(required)?
+                .ok_or_else(|| required("the form has no \"model\" field".to_owned())),
+            BodyKind::Opaque => Err(required(
+                "the body is compressed or neither JSON nor multipart/form-data".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Methods whose requests carry a body the adapters look at.
+fn carries_body(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+fn body_kind(headers: &HeaderMap) -> BodyKind {
+    let encoded = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"));
+    if encoded {
+        return BodyKind::Opaque;
+    }
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        // The OpenAI API is JSON; clients that omit the type still send JSON.
+        return BodyKind::Json;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        BodyKind::Json
+    } else if essence == "multipart/form-data" {
+        multer::parse_boundary(content_type).map_or(BodyKind::Opaque, BodyKind::Multipart)
+    } else {
+        BodyKind::Opaque
+    }
+}
+
+/// The text of the form's `model` field, if it has one; two are an error. The other parts
+/// are skipped, not collected.
+async fn multipart_model(body: &Bytes, boundary: &str) -> Result<Option<String>, String> {
+    let chunk = body.clone();
+    let stream =
+        futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(chunk) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let bad = |e: multer::Error| format!("the multipart body cannot be read: {e}");
+    let mut model = None;
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        if field.name() == Some("model") {
+            let text = field.text().await.map_err(bad)?;
+            if model.replace(text.trim().to_owned()).is_some() {
+                // As with duplicate JSON keys: the provider might read the other one.
+                return Err("the form has more than one \"model\" field".to_owned());
+            }
+        }
+    }
+    Ok(model)
+}
