@@ -1,5 +1,5 @@
 //! The record phase's access log: one line per request, written when the response ends,
-//! with the decision and how the exchange ended.
+//! with the decision, how the exchange ended and the provider's own request id.
 //!
 //! Each test runs on a current-thread runtime, so a thread-local `tracing` subscriber sees
 //! every event the gateway emits from its tasks.
@@ -7,74 +7,12 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, full, Harness, Next, SOON};
+use common::logs::Captured;
+use common::{full, raw_upstream, Harness, Next, SOON};
 use http::{Method, StatusCode};
-use serde_json::{json, Value};
-
-/// Captured JSON log lines.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CaptureWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Install a JSON subscriber for this thread; keep the guard alive for the test.
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let sink = self.0.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "switchyard::access=info",
-            ))
-            .with_writer(move || CaptureWriter(sink.clone()))
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    /// Every access-log line so far.
-    fn lines(&self) -> Vec<Value> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["target"] == "switchyard::access")
-            .collect()
-    }
-
-    /// The line of the request with this id, waiting for it up to [`SOON`].
-    async fn line(&self, request_id: &str) -> Value {
-        let found = eventually(SOON, || async {
-            self.lines().iter().any(|l| l["request_id"] == request_id)
-        })
-        .await;
-        let lines = self.lines();
-        assert!(
-            found,
-            "no access-log line for {request_id}; lines: {lines:#?}"
-        );
-        let mine: Vec<&Value> = lines
-            .iter()
-            .filter(|l| l["request_id"] == request_id)
-            .collect();
-        assert_eq!(mine.len(), 1, "exactly one line per request: {mine:#?}");
-        mine[0].clone()
-    }
-}
+use serde_json::json;
 
 async fn harness() -> Harness {
     Harness::with_config(
@@ -239,5 +177,114 @@ async fn refusals_cancellations_and_timeouts_are_logged_as_such() {
     assert!(error.is_some());
     let line = log.line("log-idle").await;
     assert_eq!(line["outcome"], "idle_timeout", "{line}");
+    h.shutdown().await;
+}
+
+/// A fixed 200 answer carrying these provider id headers.
+macro_rules! answer_with {
+    ($($header:literal),*) => {
+        concat!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n",
+            $($header, "\r\n",)*
+            "content-length: 2\r\n\r\n{}"
+        ).as_bytes()
+    };
+}
+
+async fn ids_harness(primary: std::net::SocketAddr, secondary: std::net::SocketAddr) -> Harness {
+    Harness::builder()
+        .config(&format!(
+            r#"
+            [log]
+            access_log = true
+            [upstreams.primary]
+            kind = "azure_openai"
+            url = "http://{primary}/openai/v1"
+            api_key = "${{KEY}}"
+            [upstreams.secondary]
+            url = "http://{secondary}/v1"
+            "#
+        ))
+        .env("KEY", "k")
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn provider_request_ids_are_logged_as_upstream_request_id() {
+    let log = Captured::default();
+    let _guard = log.install();
+    // The mock cannot be told to add response headers, so fixed raw answers stand in for
+    // Azure (behind API Management, and direct), Amazon and OpenAI.
+    let apim = raw_upstream(
+        answer_with!(
+            "x-request-id: req_openai_1",
+            "x-ms-request-id: ms-1",
+            "apim-request-id: apim-1"
+        ),
+        false,
+    )
+    .await;
+    let amazon = raw_upstream(
+        answer_with!("x-request-id: req_openai_2", "x-amzn-RequestId: amzn-2"),
+        false,
+    )
+    .await;
+    let azure = raw_upstream(answer_with!("x-ms-request-id: ms-3"), false).await;
+    let openai = raw_upstream(answer_with!("x-request-id: req_openai_4"), false).await;
+
+    // GET /v1/models is stateless (primary), GET /v1/files stateful (secondary).
+    let cases = [
+        (apim, amazon, "/v1/models", "ids-apim", "apim-1"),
+        (apim, amazon, "/v1/files", "ids-amzn", "amzn-2"),
+        (azure, openai, "/v1/models", "ids-ms", "ms-3"),
+        (azure, openai, "/v1/files", "ids-openai", "req_openai_4"),
+    ];
+    for pair in cases.chunks(2) {
+        let h = ids_harness(pair[0].0, pair[0].1).await;
+        for &(_, _, path, id, want) in pair {
+            let reply = h
+                .client
+                .call(Method::GET, path, &[("x-request-id", id)], "")
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{id}: {}", reply.text());
+            assert_eq!(
+                reply.header("x-request-id"),
+                Some(id),
+                "the client's id comes back"
+            );
+            let line = log.line(id).await;
+            assert_eq!(line["upstream_request_id"], want, "{id}: {line}");
+            assert_eq!(line["outcome"], "completed", "{line}");
+        }
+        h.shutdown().await;
+    }
+
+    // The recording mock echoes the gateway's x-request-id: it is logged as the provider's.
+    let h = Harness::with_config("[log]\naccess_log = true\n").await;
+    let reply = h
+        .client
+        .call(
+            Method::GET,
+            "/v1/models",
+            &[("x-request-id", "ids-mock")],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let line = log.line("ids-mock").await;
+    assert_eq!(line["upstream_request_id"], "ids-mock", "{line}");
+
+    // A refusal never reached a provider: no id.
+    let reply = h
+        .post_json_with(
+            "/v1/chat/completions",
+            &[("x-request-id", "ids-refused")],
+            "{",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let line = log.line("ids-refused").await;
+    assert_eq!(line["upstream_request_id"], "-", "{line}");
     h.shutdown().await;
 }

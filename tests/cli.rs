@@ -68,11 +68,15 @@ fn check_accepts_a_valid_file_and_names_the_routes() {
     assert_eq!(code, 0, "stderr: {err}");
     assert!(out.contains(": ok"), "{out}");
     assert!(
-        out.contains("stateless -> primary (http://127.0.0.1:9/v1)"),
+        out.contains(
+            "stateless -> primary (http://127.0.0.1:9/v1, openai, client credentials pass)"
+        ),
         "{out}"
     );
     assert!(
-        out.contains("stateful  -> secondary (http://127.0.0.1:10/v1)"),
+        out.contains(
+            "stateful  -> secondary (http://127.0.0.1:10/v1, openai, client credentials pass)"
+        ),
         "{out}"
     );
 }

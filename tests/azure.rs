@@ -1,0 +1,844 @@
+//! Azure OpenAI upstreams (`kind = "azure_openai"`), end to end through the gateway: the v1
+//! API and its credentials (`api_key`, `bearer_token`, `bearer_token_file` and its refresh),
+//! the classic deployments API (deployment from the request's `model`, JSON or multipart,
+//! `api-version` on every call, refusals that contact no upstream), and the class boundary
+//! with Azure upstreams in either role. Provider request ids are in tests/access_log.rs.
+//!
+//! Each test runs on a current-thread runtime, so a thread-local `tracing` subscriber sees
+//! every event the gateway emits from its tasks (access-log lines, the token refresh).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::logs::Captured;
+use common::{dead_addr, eventually, metric, summary, Harness};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+use switchyard::config::Config;
+
+const CLIENT_CREDENTIALS: [(&str, &str); 3] = [
+    ("authorization", "Bearer client-secret"),
+    ("api-key", "client-api-key"),
+    ("x-api-key", "client-x-api-key"),
+];
+
+fn chat(model: &str) -> String {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string()
+}
+
+/// POST a JSON body with the client's own credentials attached.
+async fn post_with_client_credentials(h: &Harness, path: &str, body: String) -> common::Reply {
+    h.post_json_with(path, &CLIENT_CREDENTIALS, body).await
+}
+
+/// Assert that the one request `upstream` saw carries exactly the gateway's credentials:
+/// `want` set, every other credential header the client sent gone.
+#[track_caller]
+fn assert_credentials(req: &switchyard::mock::RecordedRequest, want: (&str, &str)) {
+    let (name, value) = want;
+    assert_eq!(
+        req.header(name),
+        Some(value),
+        "{name} on {}",
+        req.path_and_query
+    );
+    for (client_name, _) in CLIENT_CREDENTIALS {
+        if client_name != name {
+            assert_eq!(
+                req.header(client_name),
+                None,
+                "the client's {client_name} must not reach the upstream"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// v1 API and credentials
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn v1_api_maps_the_path_keeps_the_query_and_sends_the_api_key() {
+    let h = Harness::builder()
+        .config(
+            r#"
+            [upstreams.primary]
+            kind = "azure_openai"
+            url = "http://{primary}/openai/v1"
+            api_key = "${AZURE_OPENAI_API_KEY}"
+            "#,
+        )
+        .env("AZURE_OPENAI_API_KEY", "azure-key-123")
+        .start()
+        .await;
+    let body = chat("gpt-4o");
+    let reply =
+        post_with_client_credentials(&h, "/v1/chat/completions?trace=on&x=1", body.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.header("x-switchyard-upstream"), Some("primary"));
+
+    let seen = h.primary.requests();
+    assert_eq!(seen.len(), 1, "{:?}", summary(&seen));
+    let req = &seen[0];
+    assert_eq!(req.method, Method::POST);
+    assert_eq!(
+        req.path_and_query, "/openai/v1/chat/completions?trace=on&x=1",
+        "v1 API: base path replaced, query kept, no api-version added"
+    );
+    assert_eq!(req.body, body.as_bytes(), "the body goes byte-identical");
+    assert_credentials(req, ("api-key", "azure-key-123"));
+    assert!(h.secondary.requests().is_empty());
+
+    // A bodiless GET gets the key too.
+    h.clear();
+    let reply = h
+        .client
+        .call(Method::GET, "/v1/models", &CLIENT_CREDENTIALS, "")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let seen = h.primary.requests();
+    assert_eq!(seen[0].path_and_query, "/openai/v1/models");
+    assert_credentials(&seen[0], ("api-key", "azure-key-123"));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn v1_api_bearer_token_replaces_the_clients_credentials() {
+    let h = Harness::builder()
+        .config(
+            r#"
+            [upstreams.primary]
+            kind = "azure_openai"
+            url = "http://{primary}/openai/v1"
+            bearer_token = "${AZURE_TOKEN}"
+            "#,
+        )
+        .env("AZURE_TOKEN", "entra-token-abc")
+        .start()
+        .await;
+    let reply = post_with_client_credentials(&h, "/v1/chat/completions", chat("gpt-4o")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let seen = h.primary.requests();
+    assert_eq!(seen.len(), 1, "{:?}", summary(&seen));
+    assert_eq!(seen[0].path_and_query, "/openai/v1/chat/completions");
+    assert_credentials(&seen[0], ("authorization", "Bearer entra-token-abc"));
+    h.shutdown().await;
+}
+
+/// Write `token` to `path` the way a token projector does: a new file renamed over the old.
+fn write_token(path: &std::path::Path, token: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, token).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test]
+async fn bearer_token_file_is_sent_and_a_rewritten_file_is_picked_up() {
+    let log = Captured::default();
+    let _guard = log.install_with("switchyard=warn");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("azure-token");
+    // Surrounding whitespace (the trailing newline every tool writes) is not the token.
+    write_token(&path, "  token-one\n");
+    let h = Harness::with_config(&format!(
+        r#"
+        [upstreams.primary]
+        kind = "azure_openai"
+        url = "http://{{primary}}/openai/v1"
+        bearer_token_file = {path:?}
+        "#,
+        path = path.display().to_string()
+    ))
+    .await;
+
+    let reply = post_with_client_credentials(&h, "/v1/chat/completions", chat("gpt-4o")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let seen = h.primary.requests();
+    assert_eq!(seen.len(), 1, "{:?}", summary(&seen));
+    assert_credentials(&seen[0], ("authorization", "Bearer token-one"));
+
+    // Rotate the token. The file is polled every TOKEN_FILE_POLL (5 s): keep sending, up to
+    // three poll periods, until a request carries the new token. Until then every request
+    // must carry the old one (never none), and once the new one is in use the old never
+    // comes back.
+    write_token(&path, "token-two\n");
+    h.clear();
+    let poll = switchyard::config::defaults::TOKEN_FILE_POLL;
+    let deadline = tokio::time::Instant::now() + poll * 3;
+    let mut switched = false;
+    while !switched && tokio::time::Instant::now() < deadline {
+        let reply = h.get("/v1/models").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        switched = h
+            .primary
+            .requests()
+            .last()
+            .is_some_and(|r| r.header("authorization") == Some("Bearer token-two"));
+        if !switched {
+            // A retry interval, not synchronisation: the refresh has no observable event.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let seen = h.primary.requests();
+    let tokens: Vec<Option<&str>> = seen.iter().map(|r| r.header("authorization")).collect();
+    assert!(
+        switched,
+        "the rewritten token was not used within {:?}; tokens seen: {tokens:?}",
+        poll * 3
+    );
+    let first_new = tokens
+        .iter()
+        .position(|t| *t == Some("Bearer token-two"))
+        .unwrap();
+    assert!(
+        tokens[..first_new]
+            .iter()
+            .all(|t| *t == Some("Bearer token-one")),
+        "before the switch every request carries the old token: {tokens:?}"
+    );
+    assert!(
+        tokens[first_new..]
+            .iter()
+            .all(|t| *t == Some("Bearer token-two")),
+        "after the switch every request carries the new token: {tokens:?}"
+    );
+
+    // A file that turns unreadable keeps the last good token: wait for the refresh to
+    // report the failed read, then send.
+    std::fs::remove_file(&path).unwrap();
+    let failed = eventually(poll * 3, || async {
+        log.all_lines()
+            .iter()
+            .any(|l| l["message"] == "keeping the previous bearer token")
+    })
+    .await;
+    assert!(failed, "no failed refresh logged: {:#?}", log.all_lines());
+    h.clear();
+    let reply = h.get("/v1/models").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        h.primary.requests()[0].header("authorization"),
+        Some("Bearer token-two")
+    );
+    h.shutdown().await;
+}
+
+/// A config whose primary upstream reads its token from `path`; nothing listens anywhere.
+async fn token_file_config(path: &std::path::Path) -> Config {
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [admin]
+        listen = "127.0.0.1:0"
+        [upstreams.primary]
+        kind = "azure_openai"
+        url = "http://{primary}/openai/v1"
+        bearer_token_file = {path:?}
+        [upstreams.secondary]
+        url = "http://{secondary}/v1"
+        [routing]
+        stateless = "primary"
+        stateful = "secondary"
+        [log]
+        access_log = false
+        "#,
+        primary = dead_addr().await,
+        secondary = dead_addr().await,
+        path = path.display().to_string(),
+    );
+    Config::from_toml_str(&text).unwrap_or_else(|e| panic!("config rejected: {e}\n{text}"))
+}
+
+#[tokio::test]
+async fn an_unreadable_token_file_stops_the_gateway_from_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-token");
+    let empty = dir.path().join("empty-token");
+    std::fs::write(&empty, "\n").unwrap();
+    for (path, detail) in [
+        (&missing, "cannot read the token"),
+        (&empty, "the file is empty"),
+    ] {
+        let config = token_file_config(path).await;
+        match switchyard::server::start(config).await {
+            Ok(handle) => {
+                handle.shutdown().await;
+                panic!("the gateway started with token file {}", path.display());
+            }
+            Err(e) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("upstreams.primary.bearer_token_file"),
+                    "the error names the key: {text}"
+                );
+                assert!(
+                    text.contains(&path.display().to_string()),
+                    "the error names the file: {text}"
+                );
+                assert!(text.contains(detail), "the error says why: {text}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Classic deployments API
+// ---------------------------------------------------------------------------------------
+
+/// Both upstreams speak the classic API, with different versions and deployments, so that
+/// every request shows which one it reached.
+async fn classic() -> Harness {
+    Harness::builder()
+        .config(
+            r#"
+            [upstreams.primary]
+            kind = "azure_openai"
+            url = "http://{primary}/openai"
+            api_version = "2024-10-21"
+            api_key = "${PRIMARY_KEY}"
+            [upstreams.primary.deployments]
+            "gpt-4o" = "gpt4o-prod"
+            "gpt-35-turbo-instruct" = "instruct-prod"
+            "text-embedding-3-small" = "emb-prod"
+            "dall-e-3" = "dalle3-prod"
+            "whisper-1" = "whisper-prod"
+
+            [upstreams.secondary]
+            kind = "azure_openai"
+            url = "http://{secondary}/openai"
+            api_version = "2025-04-01-preview"
+            api_key = "${SECONDARY_KEY}"
+            deployments = { "gpt-4o" = "gpt4o-stateful", "o3" = "o3-stateful" }
+            "#,
+        )
+        .env("PRIMARY_KEY", "primary-key")
+        .env("SECONDARY_KEY", "secondary-key")
+        .start()
+        .await
+}
+
+const BOUNDARY: &str = "----switchyard-test-7MA4YWxkTrZu0gW";
+
+/// A `multipart/form-data` body: a binary file part (every byte value, CRLFs included),
+/// then the text fields. `model` comes after the file, so reading it means reading past it.
+fn multipart(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+    out.extend_from_slice(
+        b"Content-Disposition: form-data; name=\"file\"; filename=\"speech.wav\"\r\n\
+          Content-Type: audio/wav\r\n\r\n",
+    );
+    out.extend_from_slice(b"RIFF");
+    out.extend((0..=255u8).chain(0..=255u8));
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in fields {
+        out.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        out.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    out.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    out
+}
+
+fn multipart_type() -> String {
+    format!("multipart/form-data; boundary={BOUNDARY}")
+}
+
+/// One classic-API case: the request, and the path and query the upstream must see.
+struct Case {
+    name: &'static str,
+    method: Method,
+    path: &'static str,
+    content_type: Option<String>,
+    body: Vec<u8>,
+    upstream: &'static str,
+    want: &'static str,
+}
+
+impl Case {
+    fn on(mut self, upstream: &'static str) -> Self {
+        self.upstream = upstream;
+        self
+    }
+}
+
+fn json_case(name: &'static str, path: &'static str, body: Value, want: &'static str) -> Case {
+    Case {
+        name,
+        method: Method::POST,
+        path,
+        content_type: Some("application/json".to_owned()),
+        body: body.to_string().into_bytes(),
+        upstream: "primary",
+        want,
+    }
+}
+
+async fn check_cases(h: &Harness, cases: Vec<Case>) {
+    let mut failures = Vec::new();
+    for case in &cases {
+        h.clear();
+        let mut headers: Vec<(&str, &str)> = CLIENT_CREDENTIALS.to_vec();
+        if let Some(ct) = &case.content_type {
+            headers.push(("content-type", ct));
+        }
+        let reply = h
+            .client
+            .call(
+                case.method.clone(),
+                case.path,
+                &headers,
+                Bytes::from(case.body.clone()),
+            )
+            .await;
+        let other = if case.upstream == "primary" {
+            "secondary"
+        } else {
+            "primary"
+        };
+        let mut problems = Vec::new();
+        if reply.status != StatusCode::OK {
+            problems.push(format!("status {}: {}", reply.status, reply.text()));
+        }
+        let seen = h.mock(case.upstream).requests();
+        match seen.as_slice() {
+            [req] => {
+                if req.path_and_query != case.want {
+                    problems.push(format!(
+                        "upstream saw {}, want {}",
+                        req.path_and_query, case.want
+                    ));
+                }
+                if req.body != case.body {
+                    problems.push(format!(
+                        "body of {} bytes differs from the {} sent",
+                        req.body.len(),
+                        case.body.len()
+                    ));
+                }
+                if req.header("content-type") != case.content_type.as_deref() {
+                    problems.push(format!("content-type {:?}", req.header("content-type")));
+                }
+                let key = format!("{}-key", case.upstream);
+                if req.header("api-key") != Some(key.as_str())
+                    || req.header("authorization").is_some()
+                    || req.header("x-api-key").is_some()
+                {
+                    problems.push(format!(
+                        "credentials: api-key {:?}, authorization {:?}, x-api-key {:?}",
+                        req.header("api-key"),
+                        req.header("authorization"),
+                        req.header("x-api-key")
+                    ));
+                }
+            }
+            other => problems.push(format!("{} saw {:?}", case.upstream, summary(other))),
+        }
+        let leaked = h.mock(other).requests();
+        if !leaked.is_empty() {
+            problems.push(format!(
+                "{other} must see nothing, saw {:?}",
+                summary(&leaked)
+            ));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("[{}] {}", case.name, problems.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n  {}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n  ")
+    );
+}
+
+#[tokio::test]
+async fn classic_api_picks_the_deployment_from_the_model() {
+    let h = classic().await;
+    let msgs = json!([{"role": "user", "content": "hi"}]);
+    let cases = vec![
+        json_case(
+            "chat",
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": msgs}),
+            "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21",
+        ),
+        json_case(
+            "chat, the client's api-version replaced, other query kept",
+            "/v1/chat/completions?api-version=2023-05-15&trace=1",
+            json!({"model": "gpt-4o", "messages": msgs}),
+            "/openai/deployments/gpt4o-prod/chat/completions?trace=1&api-version=2024-10-21",
+        ),
+        json_case(
+            "chat, stored: the stateful upstream's deployment and version",
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": msgs, "store": true}),
+            "/openai/deployments/gpt4o-stateful/chat/completions?api-version=2025-04-01-preview",
+        )
+        .on("secondary"),
+        json_case(
+            "completions",
+            "/v1/completions",
+            json!({"model": "gpt-35-turbo-instruct", "prompt": "Say hi"}),
+            "/openai/deployments/instruct-prod/completions?api-version=2024-10-21",
+        ),
+        json_case(
+            "embeddings",
+            "/v1/embeddings",
+            json!({"input": ["a", "b"], "model": "text-embedding-3-small"}),
+            "/openai/deployments/emb-prod/embeddings?api-version=2024-10-21",
+        ),
+        json_case(
+            "images",
+            "/v1/images/generations",
+            json!({"model": "dall-e-3", "prompt": "a switchyard", "n": 1}),
+            "/openai/deployments/dalle3-prod/images/generations?api-version=2024-10-21",
+        ),
+        Case {
+            name: "audio transcription, multipart",
+            method: Method::POST,
+            path: "/v1/audio/transcriptions",
+            content_type: Some(multipart_type()),
+            body: multipart(&[("model", "whisper-1"), ("response_format", "json")]),
+            upstream: "primary",
+            want: "/openai/deployments/whisper-prod/audio/transcriptions?api-version=2024-10-21",
+        },
+    ];
+    check_cases(&h, cases).await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn classic_api_non_deployment_endpoints_get_the_api_version_only() {
+    let h = classic().await;
+    let get = |name, path, upstream, want| Case {
+        name,
+        method: Method::GET,
+        path,
+        content_type: None,
+        body: Vec::new(),
+        upstream,
+        want,
+    };
+    let responses = json_case(
+        "responses, store false",
+        "/v1/responses",
+        json!({"model": "gpt-4o", "input": "hi", "store": false}),
+        "/openai/responses?api-version=2024-10-21",
+    );
+    let cases = vec![
+        get(
+            "files list",
+            "/v1/files?purpose=x",
+            "secondary",
+            "/openai/files?purpose=x&api-version=2025-04-01-preview",
+        ),
+        get(
+            "file by id, the client's api-version replaced",
+            "/v1/files/file-1?api-version=2023-01-01",
+            "secondary",
+            "/openai/files/file-1?api-version=2025-04-01-preview",
+        ),
+        get(
+            "models",
+            "/v1/models",
+            "primary",
+            "/openai/models?api-version=2024-10-21",
+        ),
+        responses,
+    ];
+    check_cases(&h, cases).await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn classic_api_unmapped_model_is_refused_before_any_upstream() {
+    let h = classic().await;
+    let before = h.scrape().await;
+    let counter = metric("switchyard_rejections_total").label("reason", "model_not_mapped");
+    let base = counter.sum_in(&before).unwrap_or(0.0);
+
+    let reply = h
+        .post_json_with("/v1/chat/completions", &[], chat("gpt-5-unmapped"))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    assert_eq!(reply.error_code(), "model_not_mapped");
+    let message = reply.error_message();
+    assert!(
+        message.contains("gpt-5-unmapped"),
+        "names the model: {message}"
+    );
+    assert!(message.contains("primary"), "names the upstream: {message}");
+    assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+    assert_eq!(reply.header("x-switchyard-upstream"), Some("primary"));
+    h.assert_no_upstream_contacted("unmapped chat model");
+
+    // A model only the stateful upstream maps is unmapped for stateless traffic: refused,
+    // never sent across to the upstream that knows it.
+    let reply = h
+        .post_json_with("/v1/chat/completions", &[], chat("o3"))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    assert_eq!(reply.error_code(), "model_not_mapped");
+    h.assert_no_upstream_contacted("model mapped only on the other upstream");
+
+    let reply = h
+        .post_json_with(
+            "/v1/embeddings",
+            &[],
+            json!({"model": "gpt-4o-mini", "input": "x"}).to_string(),
+        )
+        .await;
+    assert_eq!(reply.error_code(), "model_not_mapped");
+    h.assert_no_upstream_contacted("unmapped embeddings model");
+
+    let reply = h
+        .client
+        .call(
+            Method::POST,
+            "/v1/audio/transcriptions",
+            &[("content-type", &multipart_type())],
+            multipart(&[("model", "whisper-2")]),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    assert_eq!(reply.error_code(), "model_not_mapped");
+    assert!(reply.error_message().contains("whisper-2"));
+    h.assert_no_upstream_contacted("unmapped multipart model");
+
+    let scrape = h
+        .scrape_when(|s| counter.sum_in(s).unwrap_or(0.0) >= base + 4.0)
+        .await;
+    counter.assert_value(&scrape, base + 4.0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn classic_api_scoped_request_without_a_model_is_refused() {
+    let h = classic().await;
+    let cases: Vec<(&str, &str, Option<String>, Vec<u8>)> = vec![
+        (
+            "chat without model",
+            "/v1/chat/completions",
+            Some("application/json".to_owned()),
+            br#"{"messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
+        ),
+        (
+            "embeddings without model",
+            "/v1/embeddings",
+            Some("application/json".to_owned()),
+            br#"{"input":"x"}"#.to_vec(),
+        ),
+        (
+            "embeddings, model not a string",
+            "/v1/embeddings",
+            Some("application/json".to_owned()),
+            br#"{"input":"x","model":42}"#.to_vec(),
+        ),
+        ("embeddings, empty body", "/v1/embeddings", None, Vec::new()),
+        (
+            "embeddings, text body",
+            "/v1/embeddings",
+            Some("text/plain".to_owned()),
+            b"model=gpt-4o".to_vec(),
+        ),
+        (
+            "transcription without a model field",
+            "/v1/audio/transcriptions",
+            Some(multipart_type()),
+            multipart(&[("language", "en")]),
+        ),
+        (
+            "transcription with two model fields",
+            "/v1/audio/transcriptions",
+            Some(multipart_type()),
+            multipart(&[("model", "gpt-4o"), ("model", "whisper-2")]),
+        ),
+    ];
+    for (name, path, content_type, body) in cases {
+        let headers: Vec<(&str, &str)> = content_type
+            .as_deref()
+            .map(|ct| vec![("content-type", ct)])
+            .unwrap_or_default();
+        let reply = h.client.call(Method::POST, path, &headers, body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{name}: {}",
+            reply.text()
+        );
+        assert_eq!(
+            reply.error_code(),
+            "missing_model",
+            "{name}: {}",
+            reply.text()
+        );
+        assert!(
+            reply.error_message().contains("model"),
+            "{name}: {}",
+            reply.error_message()
+        );
+        h.assert_no_upstream_contacted(name);
+    }
+    h.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The class boundary with Azure upstreams
+// ---------------------------------------------------------------------------------------
+
+/// Send stateless and stateful calls; each must reach only the upstream of its class, with
+/// that upstream's credentials and path.
+async fn check_roles(h: &Harness, want: [(&str, &str, &str); 4]) {
+    let calls = [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": []}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": [], "store": true}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt-4o", "input": "hi", "store": false}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt-4o", "input": "hi", "store": true}),
+        ),
+    ];
+    for ((path, body), (upstream, want_path, credential)) in calls.into_iter().zip(want) {
+        h.clear();
+        let reply = post_with_client_credentials(h, path, body.to_string()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{path} {body}: {}",
+            reply.text()
+        );
+        assert_eq!(
+            reply.header("x-switchyard-upstream"),
+            Some(upstream),
+            "{body}"
+        );
+        let other = if upstream == "primary" {
+            "secondary"
+        } else {
+            "primary"
+        };
+        let seen = h.mock(upstream).requests();
+        assert_eq!(seen.len(), 1, "{body}: {:?}", summary(&seen));
+        assert_eq!(seen[0].path_and_query, want_path, "{body}");
+        assert_eq!(seen[0].body, body.to_string().as_bytes(), "{body}");
+        let (name, value) = credential.split_once(": ").unwrap();
+        assert_credentials(&seen[0], (name, value));
+        assert!(
+            h.mock(other).requests().is_empty(),
+            "{body} leaked to {other}: {:?}",
+            summary(&h.mock(other).requests())
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_class_boundary_holds_with_azure_as_the_stateless_upstream() {
+    let h = Harness::builder()
+        .config(
+            r#"
+            [upstreams.primary]
+            kind = "azure_openai"
+            url = "http://{primary}/openai"
+            api_version = "2024-10-21"
+            api_key = "${AZURE_KEY}"
+            deployments = { "gpt-4o" = "gpt4o-prod" }
+            [upstreams.secondary]
+            api_key = "${OTHER_KEY}"
+            "#,
+        )
+        .env("AZURE_KEY", "azure-key")
+        .env("OTHER_KEY", "other-key")
+        .start()
+        .await;
+    check_roles(
+        &h,
+        [
+            (
+                "primary",
+                "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21",
+                "api-key: azure-key",
+            ),
+            (
+                "secondary",
+                "/v1/chat/completions",
+                "authorization: Bearer other-key",
+            ),
+            (
+                "primary",
+                "/openai/responses?api-version=2024-10-21",
+                "api-key: azure-key",
+            ),
+            (
+                "secondary",
+                "/v1/responses",
+                "authorization: Bearer other-key",
+            ),
+        ],
+    )
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_class_boundary_holds_with_azure_as_the_stateful_upstream() {
+    let h = Harness::builder()
+        .config(
+            r#"
+            [upstreams.primary]
+            api_key = "${OTHER_KEY}"
+            [upstreams.secondary]
+            kind = "azure_openai"
+            url = "http://{secondary}/openai/v1"
+            bearer_token = "${AZURE_TOKEN}"
+            "#,
+        )
+        .env("AZURE_TOKEN", "azure-token")
+        .env("OTHER_KEY", "other-key")
+        .start()
+        .await;
+    check_roles(
+        &h,
+        [
+            (
+                "primary",
+                "/v1/chat/completions",
+                "authorization: Bearer other-key",
+            ),
+            (
+                "secondary",
+                "/openai/v1/chat/completions",
+                "authorization: Bearer azure-token",
+            ),
+            (
+                "primary",
+                "/v1/responses",
+                "authorization: Bearer other-key",
+            ),
+            (
+                "secondary",
+                "/openai/v1/responses",
+                "authorization: Bearer azure-token",
+            ),
+        ],
+    )
+    .await;
+    h.shutdown().await;
+}
