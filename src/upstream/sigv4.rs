@@ -383,4 +383,3 @@ fn refresh_wait(expiry: SystemTime, now: SystemTime) -> Duration {
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
-
