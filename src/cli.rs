@@ -238,6 +238,17 @@ pub fn explain(args: &ExplainArgs) -> Result<String, ExplainError> {
                 Ok(adapted) => adapted,
                 Err(e) => return Ok(refused(&ProxyError::Adapt(e), &route, args.json)),
             };
+            if d.route == crate::classify::RouteId::OTHER {
+                let same = crate::proxy::same_meaning_upstream(
+                    &classifier,
+                    &method,
+                    &adapted.uri,
+                    &headers,
+                );
+                if let Err(e) = same {
+                    return Ok(refused(&e, &route, args.json));
+                }
+            }
             let target = adapted.uri;
             let renamed = adapted.body.is_some();
             if args.json {

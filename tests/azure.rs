@@ -691,6 +691,104 @@ async fn classic_api_scoped_request_without_a_model_is_refused() {
     h.shutdown().await;
 }
 
+/// A path the gateway does not know must not become a known API on the way upstream:
+/// `/v1/deployments/x/chat/completions` would reach the classic upstream as a chat completion
+/// (here a stored one) after the `default` rule routed it stateless without reading the body.
+/// Refused as an ambiguous path; nothing is contacted.
+#[tokio::test]
+async fn classic_api_refuses_paths_that_become_known_apis_upstream() {
+    let h = classic().await;
+    let stored = json!({"model": "gpt-4o", "store": true, "messages": []}).to_string();
+    for path in [
+        "/v1/deployments/x/chat/completions",
+        "/v1/deployments/gpt4o-prod/chat/completions",
+        "/v1/deployments/x/embeddings",
+    ] {
+        let reply = h
+            .client
+            .call(
+                Method::POST,
+                path,
+                &[("content-type", "application/json")],
+                stored.clone().into_bytes(),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            reply.text()
+        );
+        assert_eq!(
+            reply.error_code(),
+            "ambiguous_path",
+            "{path}: {}",
+            reply.text()
+        );
+        assert!(
+            reply.error_message().contains("/openai/deployments/"),
+            "{}",
+            reply.error_message()
+        );
+        h.assert_no_upstream_contacted(path);
+    }
+    // An unknown path that stays unknown upstream still goes through (the default rule).
+    let reply = h
+        .post_json_with("/v1/some/new/endpoint", &[], "{}".to_owned())
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    h.shutdown().await;
+}
+
+/// A client that speaks Azure's own deployment paths may name only configured deployments:
+/// the `deployments` map is also the allowlist.
+#[tokio::test]
+async fn classic_api_direct_deployment_paths_must_name_a_configured_deployment() {
+    let h = classic().await;
+    let body = json!({"messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let reply = h
+        .post_json_with(
+            "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-02-01",
+            &[],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let seen = h.primary.requests();
+    assert_eq!(
+        seen[0].path_and_query,
+        "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+    );
+    h.clear();
+    let reply = h
+        .post_json_with(
+            "/openai/deployments/someone-elses/chat/completions",
+            &[],
+            body,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    assert_eq!(reply.error_code(), "deployment_not_configured");
+    assert!(reply.error_message().contains("someone-elses"));
+    h.assert_no_upstream_contacted("unconfigured deployment");
+    h.shutdown().await;
+}
+
+/// Listing stored chat completions is a GET on the unscoped path, not a deployment call.
+#[tokio::test]
+async fn classic_api_lists_stored_chat_completions_without_a_model() {
+    let h = classic().await;
+    let reply = h.get("/v1/chat/completions?limit=5").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let seen = h.secondary.requests();
+    assert_eq!(
+        seen[0].path_and_query,
+        "/openai/chat/completions?limit=5&api-version=2025-04-01-preview"
+    );
+    assert!(h.primary.requests().is_empty());
+    h.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // The class boundary with Azure upstreams
 // ---------------------------------------------------------------------------------------

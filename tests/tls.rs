@@ -408,6 +408,22 @@ fn bad_tls_files_are_config_errors_naming_the_key_and_the_file() {
     for (extra, want) in cases {
         assert_eq!(config_error(&extra), want, "config:\n{extra}");
     }
+
+    // A plain listener beside an mTLS one would let clients skip their certificates.
+    let ca = t.ca_cert.display().to_string();
+    let both = format!(
+        "{}listen = \"127.0.0.1:0\"\n",
+        tls_files(&cert, &key, Some(&ca))
+    );
+    assert_eq!(
+        config_error(&both),
+        format!(
+            "server.tls.client_ca = {ca:?}: clients could skip their certificates on the plain listener (server.listen); drop server.listen to serve TLS only, or set server.tls.allow_plain = true if that is intended"
+        )
+    );
+    let allowed = format!("{both}allow_plain = true\n");
+    let c = Config::from_toml_str(&format!("{BASE}{allowed}")).unwrap();
+    assert!(c.server.listen.is_some() && c.server.tls.is_some());
 }
 
 /// The upstream side: `ca`, `client_cert` and `client_key` files are checked the same way.
@@ -691,4 +707,57 @@ fn certs_dev_writes_six_files_and_refuses_to_overwrite() {
     );
     let config = Config::from_toml_str(&format!("{BASE}{tls}")).unwrap();
     assert!(config.server.tls.is_some_and(|t| t.client_auth));
+}
+
+/// An upstream that accepts TCP and then never answers the TLS handshake is a connect
+/// timeout (504, `connect_timeout`) within `timeouts.connect`: the handshake is part of
+/// connecting, never blamed on the client's upload and never left to the request deadline.
+#[tokio::test]
+async fn a_stalled_upstream_tls_handshake_is_a_connect_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let acceptor = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            keep.lock().unwrap().push(socket); // accepted, never a byte back
+        }
+    });
+    let h = Harness::with_config(&format!(
+        "[upstreams.primary]\nurl = \"https://{addr}/v1\"\ndanger_accept_invalid_certs = true\n\
+         [upstreams.primary.timeouts]\nconnect = \"300ms\"\nfirst_byte = \"20s\"\nrequest = \"30s\"\n"
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    // A streamed body (embeddings are decided from the head) and a buffered one (chat).
+    let reply = h
+        .post_json("/v1/embeddings", &json!({"model": "m", "input": "x"}))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.error_code(), "timeout", "{}", reply.text());
+    let reply = post_chat(&h).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!held.lock().unwrap().is_empty(), "the upstream was reached");
+    let timeouts = metric("switchyard_upstream_errors_total")
+        .label("upstream", "primary")
+        .label("kind", "connect_timeout");
+    let m = h.scrape_when(|m| timeouts.sum_in(m) == Some(2.0)).await;
+    timeouts.assert_value(&m, 2.0);
+    h.shutdown().await;
+    acceptor.abort();
 }

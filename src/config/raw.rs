@@ -45,6 +45,7 @@ pub(super) struct RawServerTls {
     pub cert: String,
     pub key: String,
     pub client_ca: Option<String>,
+    pub allow_plain: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

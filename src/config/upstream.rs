@@ -71,6 +71,18 @@ pub(super) fn upstream(
             &format!("conflicts with {source}: the gateway sets this upstream's credentials"),
         ));
     }
+    if matches!(auth, UpstreamAuth::SigV4(_)) {
+        if let Some((header, _)) = set_headers
+            .iter()
+            .find(|(n, _)| n == http::header::AUTHORIZATION || n.as_str().starts_with("x-amz-"))
+        {
+            return Err(invalid(
+                &key(&format!("set_headers.{header}")),
+                &quote(header.as_str()),
+                "is written by SigV4 signing and cannot be set",
+            ));
+        }
+    }
     let forward_client_credentials = match raw.forward_client_credentials {
         Some(true) if kind == UpstreamKind::Bedrock => {
             return Err(invalid(
@@ -452,6 +464,8 @@ fn model_map(
             ModelValue::Model => !to.is_empty() && !to.chars().any(char::is_control),
             ModelValue::Deployment => {
                 !to.is_empty()
+                    && to != "."
+                    && to != ".."
                     && to
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))

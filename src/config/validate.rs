@@ -128,6 +128,15 @@ fn server(raw: &RawServer) -> Result<Server, ConfigError> {
                     "must differ from server.listen (plain and TLS listeners need their own ports)",
                 ));
             }
+            if let (Some(_), Some(ca)) = (listen, &t.client_ca) {
+                if !t.allow_plain.unwrap_or(false) {
+                    return Err(invalid(
+                        "server.tls.client_ca",
+                        &quote(ca),
+                        "clients could skip their certificates on the plain listener (server.listen); drop server.listen to serve TLS only, or set server.tls.allow_plain = true if that is intended",
+                    ));
+                }
+            }
             let files = tls::ServerTlsFiles {
                 cert: Path::new(&t.cert),
                 key: Path::new(&t.key),

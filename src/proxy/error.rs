@@ -31,6 +31,8 @@ pub enum ProxyError {
     Upstream { error: UpstreamError, class: Class },
     #[error("{0}")]
     Adapt(AdaptError),
+    #[error("this path is not one the gateway knows, but the upstream would read it as {path} ({route}); send the request to the API's own path instead")]
+    UpstreamPathAmbiguous { path: String, route: String },
     #[error("{0}; the request was not sent")]
     UpstreamAuth(AuthError),
 }
@@ -70,7 +72,9 @@ impl ProxyError {
             ProxyError::Adapt(AdaptError::Uri(_)) | ProxyError::UpstreamAuth(_) => {
                 StatusCode::BAD_GATEWAY
             }
-            ProxyError::Adapt(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Adapt(_) | ProxyError::UpstreamPathAmbiguous { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::Upstream { error, .. } => match error {
                 UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::FirstByteTimeout { .. }
@@ -96,9 +100,12 @@ impl ProxyError {
             },
             ProxyError::ClientBody(_) => Rejection::ClientBody,
             ProxyError::ClientBodyTimeout => Rejection::ClientTimeout,
-            ProxyError::Adapt(AdaptError::ModelNotMapped { .. }) => Rejection::ModelNotMapped,
+            ProxyError::Adapt(
+                AdaptError::ModelNotMapped { .. } | AdaptError::DeploymentNotConfigured { .. },
+            ) => Rejection::ModelNotMapped,
             ProxyError::Adapt(AdaptError::Uri(_)) => Rejection::UpstreamProtocol,
             ProxyError::Adapt(_) => Rejection::BadRequest,
+            ProxyError::UpstreamPathAmbiguous { .. } => Rejection::AmbiguousPath,
             ProxyError::UpstreamAuth(_) => Rejection::UpstreamAuth,
             ProxyError::Upstream { error, .. } => match error {
                 UpstreamError::ConnectTimeout { .. }
@@ -133,6 +140,9 @@ impl ProxyError {
             ProxyError::Unclassifiable(u) => u.reason.code(),
             ProxyError::Adapt(AdaptError::ModelRequired { .. }) => "missing_model",
             ProxyError::Adapt(AdaptError::Ambiguous { .. }) => "duplicate_model",
+            ProxyError::Adapt(AdaptError::DeploymentNotConfigured { .. }) => {
+                "deployment_not_configured"
+            }
             other => other.rejection().as_str(),
         }
     }

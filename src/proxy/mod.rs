@@ -38,7 +38,7 @@ use self::headers::{
     UPSTREAM_REQUEST_ID_HEADER,
 };
 use self::record::{client_closed_status, Outcome, Pending, Record};
-use crate::classify::{Decision, Inspection, RouteId, Unclassifiable};
+use crate::classify::{Classifier, Decision, Inspection, RouteId, Unclassifiable};
 use crate::gateway::Gateway;
 use crate::upstream::UpstreamClient;
 
@@ -125,7 +125,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         let error = ProxyError::ClientBodyTimeout;
         return refuse(&gw, pending, Some(&decision), &error, &request_id);
     }
-    let (parts, body) = match adapt(&gw, upstream, parts, body, deadline).await {
+    let (parts, body) = match adapt(&gw, upstream, decision.route, parts, body, deadline).await {
         Ok(adapted) => adapted,
         Err(error) => return refuse(&gw, pending, Some(&decision), &error, &request_id),
     };
@@ -312,6 +312,7 @@ fn own_request_id(headers: &mut HeaderMap, request_id: &Option<HeaderValue>) {
 async fn adapt(
     gw: &Gateway,
     upstream: &UpstreamClient,
+    route: RouteId,
     parts: Parts,
     body: ReadBody,
     deadline: Instant,
@@ -324,7 +325,9 @@ async fn adapt(
     } = parts;
     let base_path = &gw.config.server.base_path;
     let body = match body {
-        ReadBody::Unread(incoming) if upstream.needs_body(&method, uri.path(), base_path) => {
+        ReadBody::Unread(incoming)
+            if upstream.needs_body(&method, uri.path(), &headers, base_path) =>
+        {
             let limit = gw.config.limits.max_body_bytes;
             let declared = declared_length(&headers);
             let idle = upstream.timeouts().idle;
@@ -344,6 +347,9 @@ async fn adapt(
         .adapt(base_path, &method, &pq, &headers, buffered)
         .await
         .map_err(ProxyError::Adapt)?;
+    if route == RouteId::OTHER {
+        same_meaning_upstream(&gw.classifier, &method, &adapted.uri, &headers)?;
+    }
     let body = match adapted.body {
         Some(renamed) => {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(renamed.len()));
@@ -366,6 +372,31 @@ async fn adapt(
     *req.headers_mut() = headers;
     let (parts, ()) = req.into_parts();
     Ok((parts, body))
+}
+
+/// A path the classifier did not know must not become one it knows on the way upstream:
+/// `/v1/deployments/x/chat/completions` to an Azure classic upstream (url `…/openai`) is an
+/// unknown path here and a chat completion there, and would be routed by the `default` rule
+/// without its body ever being looked at. Such requests are refused, like other ambiguous
+/// paths.
+pub fn same_meaning_upstream(
+    classifier: &Classifier,
+    method: &Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Result<(), ProxyError> {
+    let mapped = match classifier.inspect(method, uri.path(), headers) {
+        Inspection::Decided(d) => d.route,
+        Inspection::NeedsBody(p) => p.route(),
+        Inspection::Unclassifiable(u) => u.route,
+    };
+    if mapped == RouteId::OTHER {
+        return Ok(());
+    }
+    Err(ProxyError::UpstreamPathAmbiguous {
+        path: uri.path().to_owned(),
+        route: classifier.route_label(mapped).to_owned(),
+    })
 }
 
 /// Answer with a gateway error: count it, record it, and say what was decided, if anything.

@@ -30,6 +30,11 @@ pub enum AdaptError {
     },
     #[error("the request's \"model\" cannot be renamed for upstream {upstream}: {error}")]
     Ambiguous { upstream: String, error: ModelError },
+    #[error("deployment {deployment:?} is not one of upstream {upstream}'s deployments; the gateway operator can add it to upstreams.{upstream}.deployments")]
+    DeploymentNotConfigured {
+        deployment: String,
+        upstream: String,
+    },
     #[error("cannot build the upstream URI: {0}")]
     Uri(String),
 }
@@ -45,18 +50,26 @@ enum BodyKind {
 
 impl UpstreamClient {
     /// Whether the whole body must be read before the request can be adapted and sent:
-    /// SigV4 signs its hash; a model mapping or an Azure deployment needs its `model`.
-    pub fn needs_body(&self, method: &Method, path: &str, base_path: &str) -> bool {
+    /// SigV4 signs its hash; a model mapping (JSON bodies only: nothing else is renamed) or
+    /// an Azure deployment needs its `model`.
+    pub fn needs_body(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        base_path: &str,
+    ) -> bool {
         if self.auth.needs_body() {
             return true;
         }
         if !carries_body(method) {
             return false;
         }
-        if !self.models.is_empty() {
+        if !self.models.is_empty() && matches!(body_kind(headers), BodyKind::Json) {
             return true;
         }
         self.azure_classic.is_some()
+            && *method == Method::POST
             && rest_of(base_path, path).is_some_and(azure::is_deployment_scoped)
     }
 
@@ -86,7 +99,8 @@ impl UpstreamClient {
         let rest = rest_of(base_path, path);
         let deployment =
             match rest {
-                Some(rest) if azure::is_deployment_scoped(rest) => {
+                // Listing or fetching stored chat completions (GET) is not deployment-scoped.
+                Some(rest) if *method == Method::POST && azure::is_deployment_scoped(rest) => {
                     let model = self.request_model(rest, body, &kind).await?;
                     let deployment = classic.deployments.get(&model).ok_or_else(|| {
                         AdaptError::ModelNotMapped {
@@ -96,7 +110,20 @@ impl UpstreamClient {
                     })?;
                     Some(deployment)
                 }
-                _ => None,
+                Some(_) => None,
+                // The client speaks Azure's own paths: the deployment it names must be one the
+                // operator configured.
+                None => {
+                    if let Some(named) = azure::named_deployment(&self.url.path, path) {
+                        if !classic.deployments.0.values().any(|d| d == named) {
+                            return Err(AdaptError::DeploymentNotConfigured {
+                                deployment: named.to_owned(),
+                                upstream: self.name.clone(),
+                            });
+                        }
+                    }
+                    None
+                }
             };
         let target =
             azure::classic_target(classic, &self.url.path, path, rest, deployment, pq.query());

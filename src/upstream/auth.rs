@@ -169,12 +169,26 @@ impl TokenFile {
     }
 }
 
+/// Longest accepted token file, in bytes (Entra ID access tokens are a few KiB).
+const MAX_TOKEN_BYTES: u64 = 64 * 1024;
+
 /// The token in `path` as an `authorization: Bearer …` value. Surrounding whitespace (a
 /// trailing newline) is not part of the token.
 async fn read_token(path: &Path) -> Result<HeaderValue, String> {
-    let bytes = tokio::fs::read(path)
+    use tokio::io::AsyncReadExt as _;
+    let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| format!("cannot read the token: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TOKEN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| format!("cannot read the token: {e}"))?;
+    if bytes.len() as u64 > MAX_TOKEN_BYTES {
+        return Err(format!(
+            "the file is larger than {MAX_TOKEN_BYTES} bytes; is this the token file?"
+        ));
+    }
     let text = std::str::from_utf8(&bytes).map_err(|_| "the token is not UTF-8".to_owned())?;
     let token = text.trim();
     if token.is_empty() {

@@ -20,6 +20,14 @@ pub fn is_deployment_scoped(rest: &str) -> bool {
     DEPLOYMENT_SCOPED.contains(&rest)
 }
 
+/// The deployment a client names itself in Azure's own path form
+/// (`{prefix}/deployments/{d}/…`, prefix being the upstream URL's path such as `/openai`).
+pub fn named_deployment<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?.strip_prefix("/deployments/")?;
+    let name = rest.split('/').next()?;
+    (!name.is_empty()).then_some(name)
+}
+
 /// The upstream path-and-query for a classic-API request. `prefix` is the upstream URL's
 /// path (e.g. `/openai`), `rest` the client path after the base path (`None` when the client
 /// path is outside the base path and goes as it is, in `path`), `deployment` the deployment
@@ -53,7 +61,9 @@ pub fn classic_target(
     if let Some(query) = query {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let name = pair.split('=').next().unwrap_or_default();
-            if !name.eq_ignore_ascii_case("api-version") {
+            // `api%2Dversion` is `api-version` to the upstream.
+            let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            if !decoded.eq_ignore_ascii_case("api-version") {
                 out.push_str(pair);
                 out.push('&');
             }
@@ -114,7 +124,7 @@ mod tests {
                 "/v1/responses/resp_1",
                 Some("/responses/resp_1"),
                 None,
-                Some("API-VERSION=old"),
+                Some("API-VERSION=old&api%2Dversion=2099-01-01&api%2dVersion=x"),
                 "/openai/responses/resp_1?api-version=2024-10-21",
             ),
             (
@@ -131,6 +141,20 @@ mod tests {
                 *want,
                 "{path}"
             );
+        }
+    }
+
+    #[test]
+    fn named_deployments() {
+        let cases = [
+            ("/openai/deployments/d1/chat/completions", Some("d1")),
+            ("/openai/deployments/d1", Some("d1")),
+            ("/openai/deployments/", None),
+            ("/openai/files", None),
+            ("/other/deployments/d1/x", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(named_deployment("/openai", path), want, "{path}");
         }
     }
 

@@ -7,6 +7,7 @@
 mod adapt;
 pub mod auth;
 pub mod azure;
+mod connect;
 pub mod model;
 pub mod sigv4;
 
@@ -18,7 +19,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use self::auth::Auth;
+use self::connect::Connector;
 use crate::config::{AzureClassic, ModelMap, Timeouts, Upstream, UpstreamKind, UpstreamUrl};
 use crate::proxy::body::{BodyLimitExceeded, ClientBodyError, UpstreamBody};
 
@@ -78,7 +79,7 @@ pub struct UpstreamClient {
     kind: UpstreamKind,
     models: ModelMap,
     azure_classic: Option<AzureClassic>,
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    client: Client<Connector, UpstreamBody>,
 }
 
 impl UpstreamClient {
@@ -98,6 +99,7 @@ impl UpstreamClient {
         } else {
             builder.enable_all_versions().wrap_connector(connector)
         };
+        let connector = Connector::new(connector, cfg.timeouts.connect);
         if cfg.danger_accept_invalid_certs {
             tracing::warn!(
                 upstream = %cfg.name,

@@ -54,11 +54,13 @@ pub fn find(body: &[u8]) -> Result<Option<ModelField>, ModelError> {
     de.end().map_err(|_| ModelError::InvalidJson)?;
     let Some(raw) = raw else { return Ok(None) };
     let token = raw.get();
-    let start = (token.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
-    let span = start..start + token.len();
-    if body.get(span.clone()) != Some(token.as_bytes()) {
-        return Err(ModelError::InvalidJson);
-    }
+    // The raw value borrows from `body` (from_slice never copies it): its offset is the
+    // distance between the two pointers, checked rather than trusted.
+    let span = (token.as_ptr() as usize)
+        .checked_sub(body.as_ptr() as usize)
+        .and_then(|start| Some(start..start.checked_add(token.len())?))
+        .filter(|span| body.get(span.clone()) == Some(token.as_bytes()))
+        .ok_or(ModelError::InvalidJson)?;
     let value: String = serde_json::from_str(token).map_err(|_| ModelError::NotAString)?;
     Ok(Some(ModelField { value, span }))
 }

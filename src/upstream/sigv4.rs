@@ -263,10 +263,13 @@ fn sign_request(
             .map_err(|e| format!("invalid signing parameters: {e}"))?
             .into();
         // A value that is not visible ASCII cannot be canonicalised the same way by both
-        // ends; it is sent unsigned rather than signed in a form AWS might not reproduce.
+        // ends; its header (every value of it: a name is signed whole or not at all) is sent
+        // unsigned rather than signed in a form AWS might not reproduce.
+        let readable =
+            |name: &header::HeaderName| headers.get_all(name).iter().all(|v| v.to_str().is_ok());
         let signed = headers
             .iter()
-            .filter(|(name, _)| !UNSIGNED_HEADERS.contains(&name.as_str()))
+            .filter(|(name, _)| !UNSIGNED_HEADERS.contains(&name.as_str()) && readable(name))
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
         let signable = SignableRequest::new(
             request.method.as_str(),

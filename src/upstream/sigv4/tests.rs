@@ -309,6 +309,21 @@ fn a_header_value_that_is_not_ascii_is_sent_unsigned() {
     );
     assert_eq!(signed_headers(&out), "content-type;host;x-amz-date");
     assert_eq!(out.get("x-note").unwrap().as_bytes(), b"caf\xc3\xa9");
+
+    // One unreadable value leaves the whole name unsigned: signing the other value alone
+    // would not match what AWS sees (both values).
+    let mut map = headers(&[("content-type", "application/json"), ("x-note", "plain")]);
+    map.append("x-note", HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+    let out = sign_at(
+        suite_time(),
+        None,
+        "POST",
+        "https://example.amazonaws.com/",
+        map,
+        b"{}",
+    );
+    assert_eq!(signed_headers(&out), "content-type;host;x-amz-date");
+    assert_eq!(out.get_all("x-note").iter().count(), 2);
 }
 
 #[test]
