@@ -205,6 +205,80 @@ fn explain_prints_the_decision_without_forwarding() {
     );
 }
 
+/// `explain` runs the upstream's adapter: the Azure deployment path and api-version, a
+/// renamed model, and the refusals the gateway would answer (unmapped model, a path that
+/// means more upstream than here).
+#[test]
+fn explain_shows_what_the_adapter_does() {
+    let f = config_file(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[upstreams.azure]
+kind = "azure_openai"
+url = "https://contoso.openai.azure.com/openai"
+api_key = "not-a-secret"
+api_version = "2024-10-21"
+deployments = { "gpt-4o" = "gpt4o-prod" }
+[upstreams.bedrock]
+kind = "bedrock"
+url = "https://bedrock-runtime.us-east-1.amazonaws.com/openai/v1"
+auth = "api_key"
+api_key = "not-a-secret-either"
+models = { "gpt-4o" = "openai.gpt-oss-120b-1:0" }
+[routing]
+stateless = "azure"
+stateful = "bedrock"
+"#,
+    );
+    let cfg = f.path().to_str().unwrap();
+    let explain = |path: &str, body: &[u8]| {
+        run(
+            &["explain", "--config", cfg, "--path", path, "--body", "-"],
+            Some(body),
+        )
+    };
+    let (code, out, err) = explain(
+        "/v1/chat/completions",
+        br#"{"model":"gpt-4o","messages":[]}"#,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("forward:  POST https://contoso.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"),
+        "{out}"
+    );
+    assert!(!out.contains("\nbody:"), "{out}");
+
+    let (code, out, err) = explain("/v1/responses", br#"{"model":"gpt-4o","store":true}"#);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "forward:  POST https://bedrock-runtime.us-east-1.amazonaws.com/openai/v1/responses"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("body:     model renamed (upstreams.bedrock.models)"),
+        "{out}"
+    );
+
+    let (code, out, err) = explain(
+        "/v1/chat/completions",
+        br#"{"model":"gpt-5","messages":[]}"#,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("code:     model_not_mapped"), "{out}");
+    assert!(out.contains("forward:  nothing"), "{out}");
+
+    let (code, out, err) = explain(
+        "/v1/deployments/x/chat/completions",
+        br#"{"model":"gpt-4o","store":true}"#,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("code:     ambiguous_path"), "{out}");
+    assert!(out.contains("forward:  nothing"), "{out}");
+}
+
 /// Read lines from a child's stdout on a thread, handing them over a channel.
 fn lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stdout = child.stdout.take().unwrap();

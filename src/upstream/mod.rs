@@ -39,6 +39,35 @@ pub const CREDENTIAL_HEADERS: &[&str] = &[
     "x-amz-security-token",
 ];
 
+/// Query parameters that carry client credentials (compared after percent-decoding, without
+/// case): key parameters some APIs accept, and SigV4 presigning. `x-amz-` covers the latter.
+const CREDENTIAL_PARAMS: &[&str] = &["api-key", "subscription-key"];
+
+/// `path_and_query` without credential parameters; untouched (no copy) when it has none.
+fn strip_credential_params(path_and_query: String) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query;
+    };
+    let is_credential = |pair: &str| {
+        let name = pair.split('=').next().unwrap_or_default();
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        let name = name.to_ascii_lowercase();
+        name.starts_with("x-amz-") || CREDENTIAL_PARAMS.contains(&name.as_str())
+    };
+    if !query.split('&').any(is_credential) {
+        return path_and_query;
+    }
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !is_credential(pair))
+        .collect();
+    if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    }
+}
+
 /// Why an upstream failed to answer, before any response byte came back.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -187,8 +216,14 @@ impl UpstreamClient {
         self.uri(target)
     }
 
-    /// An absolute URI on this upstream for `path_and_query`.
+    /// An absolute URI on this upstream for `path_and_query`. Client credentials carried in
+    /// the query go the way of credential headers.
     fn uri(&self, path_and_query: String) -> Result<Uri, http::Error> {
+        let path_and_query = if self.forward_client_credentials {
+            path_and_query
+        } else {
+            strip_credential_params(path_and_query)
+        };
         Uri::builder()
             .scheme(self.url.scheme.clone())
             .authority(self.url.authority.clone())
@@ -391,4 +426,29 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = err.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_credential_params;
+
+    #[test]
+    fn credential_query_parameters_are_removed() {
+        let cases = [
+            ("/v1/models", "/v1/models"),
+            ("/v1/models?limit=5", "/v1/models?limit=5"),
+            ("/v1/models?api-key=secret", "/v1/models"),
+            ("/v1/x?a=1&API-KEY=s&b=2", "/v1/x?a=1&b=2"),
+            ("/v1/x?subscription-key=s&a=1", "/v1/x?a=1"),
+            (
+                "/model/m/invoke?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F&X-Amz-Signature=abc&q=1",
+                "/model/m/invoke?q=1",
+            ),
+            ("/v1/x?api%2Dkey=s&a=1", "/v1/x?a=1"),
+            ("/v1/x?apikey=kept&key=kept", "/v1/x?apikey=kept&key=kept"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(strip_credential_params(given.to_owned()), want, "{given}");
+        }
+    }
 }
