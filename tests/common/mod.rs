@@ -10,6 +10,7 @@
 pub mod client;
 pub mod logs;
 pub mod metrics;
+pub mod providers;
 pub mod raw;
 pub mod tls;
 
