@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# End-to-end load harness (issue #5, item 2): the same HTTP/1.1 keep-alive traffic sent
+# directly to a fast mock upstream, through Switchyard, and through nginx, in one run.
+#
+#   bash benches/load/run.sh
+#
+# Loopback only, bounded (about 3 minutes after the build on a 2-core machine). Installs `wrk`,
+# `nginx-light` (or `nginx`), `jq` and `curl` from the OS packages if missing (root or
+# passwordless sudo; nginx is skipped with a note when it cannot be installed), builds the
+# gateway and `examples/load_upstream.rs` in release mode, and stops everything it started on
+# exit, even on failure. Results: target/load/results.md and target/load/results.json.
+#
+# Knobs (environment): LOAD_DURATION (seconds per wrk run, default 5), LOAD_ROUNDS (default 2),
+# LOAD_SSE_REQUESTS (curl requests per SSE measurement, default 50), LOAD_SKIP_BUILD=1.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+OUT=$ROOT/target/load
+DURATION=${LOAD_DURATION:-5}
+ROUNDS=${LOAD_ROUNDS:-2}
+SSE_N=${LOAD_SSE_REQUESTS:-50}
+SAT_CONNS=32
+BIG_CONNS=4
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-load.XXXXXX")
+PIDS=()
+START=$(date +%s)
+
+log() { printf '[load] %s\n' "$*" >&2; }
+skip() { printf '[load] SKIPPED: %s\n' "$*" >&2; SKIPS+=("$*"); }
+SKIPS=()
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    mkdir -p "$OUT/logs"
+    cp "$WORK"/*.log "$OUT/logs/" 2>/dev/null || true
+    cp "$WORK"/nginx/*.log "$OUT/logs/" 2>/dev/null || true
+    rm -rf "$WORK"
+    if [ "$rc" -ne 0 ]; then log "failed (exit $rc); process logs kept in $OUT/logs"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- tools ------------------------------------------------------------------------------
+
+NGINX_BIN=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v jq >/dev/null || missing+=(jq)
+command -v curl >/dev/null || missing+=(curl)
+if [ -z "$NGINX_BIN" ]; then
+    if apt-cache show nginx-light >/dev/null 2>&1; then missing+=(nginx-light); else missing+=(nginx); fi
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    SUDO=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if sudo -n true 2>/dev/null; then SUDO=(sudo -n); else SUDO=(none); fi
+    fi
+    if [ "${SUDO[0]:-}" = none ] || ! command -v apt-get >/dev/null; then
+        log "cannot install ${missing[*]} (need apt-get as root or passwordless sudo)"
+    else
+        log "installing ${missing[*]} from the OS packages"
+        "${SUDO[@]}" apt-get update -qq >/dev/null 2>&1 || true
+        DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
+            || log "apt-get install ${missing[*]} failed"
+    fi
+    NGINX_BIN=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
+fi
+for tool in wrk jq; do
+    command -v "$tool" >/dev/null || { log "error: $tool is required"; exit 1; }
+done
+HAVE_CURL=1; command -v curl >/dev/null || { HAVE_CURL=0; skip "SSE time to first byte (curl not available)"; }
+[ -n "$NGINX_BIN" ] || skip "nginx column (nginx not installed and not installable here)"
+
+if [ "${LOAD_SKIP_BUILD:-0}" != 1 ]; then
+    log "building the gateway and the load upstream (release)"
+    cargo build --release --quiet --bin switchyard --example load_upstream
+fi
+GATEWAY_BIN=$ROOT/target/release/switchyard
+UPSTREAM_BIN=$ROOT/target/release/examples/load_upstream
+
+# ---- helpers ----------------------------------------------------------------------------
+
+free_port() {
+    local p
+    for _ in $(seq 200); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+    done
+    return 1
+}
+
+# Poll until a URL answers (any HTTP status), at most ~10 s.
+wait_http() {
+    for _ in $(seq 100); do
+        if curl -s -o /dev/null --max-time 1 "$1"; then return 0; fi
+        sleep 0.1
+    done
+    log "error: $1 did not come up"; return 1
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+# utime+stime clock ticks summed over the given pids (fields 14 and 15 of /proc/PID/stat,
+# counted after the parenthesised command name, which may contain spaces).
+cpu_ticks() {
+    local total=0 pid rest
+    for pid in "$@"; do
+        rest=$(sed 's/^.*) //' "/proc/$pid/stat")
+        total=$((total + $(awk '{print $12 + $13}' <<<"$rest")))
+    done
+    echo "$total"
+}
+# CPU seconds (user+sys) of this shell's waited-for children so far (bash `times`, 2nd line),
+# to see how much of a core the load generator itself used.
+# Called as `children_cpu VAR` (not in a $(…) subshell, whose fork starts from zero).
+children_cpu() {
+    times >"$WORK/times"
+    printf -v "$1" '%s' "$(tail -1 "$WORK/times" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } printf "%.3f", s }')"
+}
+# Sum of a /proc/PID/status field (kB) over the given pids.
+status_kb() {
+    local field=$1 total=0 pid; shift
+    for pid in "$@"; do
+        total=$((total + $(awk -v f="$field:" '$1 == f {print $2}' "/proc/$pid/status")))
+    done
+    echo "$total"
+}
+
+# ---- the upstream -----------------------------------------------------------------------
+
+"$UPSTREAM_BIN" 127.0.0.1:0 >"$WORK/upstream.log" 2>&1 &
+UPSTREAM_PID=$!; PIDS+=("$UPSTREAM_PID")
+for _ in $(seq 100); do grep -q '^listening on ' "$WORK/upstream.log" && break; sleep 0.1; done
+UP_ADDR=$(sed -n 's/^listening on //p' "$WORK/upstream.log")
+[ -n "$UP_ADDR" ] || { log "error: the load upstream did not start"; exit 1; }
+UP_PORT=${UP_ADDR##*:}
+log "upstream (examples/load_upstream.rs) on $UP_ADDR, pid $UPSTREAM_PID"
+
+# ---- switchyard -------------------------------------------------------------------------
+
+GW_PORT=$(free_port); ADMIN_PORT=$(free_port)
+cat >"$WORK/switchyard.toml" <<TOML
+# Generated by benches/load/run.sh. Both upstreams are the same mock (validation requires two
+# different URLs); the benchmark's chat completions are stateless and go to "primary".
+[server]
+listen = "127.0.0.1:$GW_PORT"
+
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+
+[upstreams.primary]
+url = "http://127.0.0.1:$UP_PORT/v1"
+
+[upstreams.secondary]
+url = "http://localhost:$UP_PORT/v1"
+
+[routing]
+stateless = "primary"
+stateful = "secondary"
+
+[log]
+level = "warn"
+access_log = false
+TOML
+"$GATEWAY_BIN" check --config "$WORK/switchyard.toml" >/dev/null
+"$GATEWAY_BIN" serve --config "$WORK/switchyard.toml" >"$WORK/switchyard.log" 2>&1 &
+GW_PID=$!; PIDS+=("$GW_PID")
+wait_http "http://127.0.0.1:$ADMIN_PORT/healthz"
+log "switchyard on 127.0.0.1:$GW_PORT, pid $GW_PID"
+
+# ---- nginx ------------------------------------------------------------------------------
+
+NGINX_PORT=""; NGINX_PID=""; NGINX_WORKERS=()
+if [ -n "$NGINX_BIN" ]; then
+    NGINX_PORT=$(free_port)
+    mkdir -p "$WORK/nginx/tmp"
+    temp_paths="client_body_temp_path $WORK/nginx/tmp/body; proxy_temp_path $WORK/nginx/tmp/proxy;"
+    for m in fastcgi uwsgi scgi; do
+        "$NGINX_BIN" -V 2>&1 | grep -q -- "--without-http_${m}_module" \
+            || temp_paths="$temp_paths ${m}_temp_path $WORK/nginx/tmp/$m;"
+    done
+    cat >"$WORK/nginx/nginx.conf" <<NGINX
+# Generated by benches/load/run.sh.
+worker_processes 2;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    $temp_paths
+    client_max_body_size 64m;
+    # Request buffering on, with a buffer large enough for the 1 MiB run to stay in memory:
+    # Switchyard reads a chat body whole before forwarding (it classifies it), so this is the
+    # like-for-like setting; nginx's default 16k buffer would spill 1 MiB bodies to disk.
+    client_body_buffer_size 2m;
+    upstream mock {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering on;
+        }
+    }
+}
+NGINX
+    "$NGINX_BIN" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" \
+        >"$WORK/nginx.log" 2>&1 &
+    NGINX_PID=$!; PIDS+=("$NGINX_PID")
+    if wait_http "http://127.0.0.1:$NGINX_PORT/"; then
+        sleep 0.2
+        mapfile -t NGINX_WORKERS < <(pgrep -P "$NGINX_PID")
+        PIDS+=("${NGINX_WORKERS[@]}")
+        log "nginx $("$NGINX_BIN" -v 2>&1 | sed 's/.*version: //') on 127.0.0.1:$NGINX_PORT, master $NGINX_PID, workers ${NGINX_WORKERS[*]}"
+    else
+        skip "nginx column (nginx did not start; see $OUT/logs/error.log)"
+        NGINX_PORT=""
+    fi
+fi
+
+TARGETS=(direct switchyard)
+[ -n "$NGINX_PORT" ] && TARGETS+=(nginx)
+port_of() { case $1 in direct) echo "$UP_PORT";; switchyard) echo "$GW_PORT";; nginx) echo "$NGINX_PORT";; esac; }
+# The processes whose CPU and memory count as "the proxy".
+proxy_pids() { case $1 in direct) ;; switchyard) echo "$GW_PID";; nginx) echo "${NGINX_WORKERS[*]}";; esac; }
+
+# ---- request bodies (wrk lua scripts) ---------------------------------------------------
+
+# A ~1.2 KB chat completion request: system prompt, a short conversation, a few options.
+CHAT_BODY='{"model":"gpt-4o","messages":[{"role":"system","content":"You are a helpful assistant for an online bookshop. Answer briefly and politely, cite the catalogue number of every book you mention, and never invent titles that are not in the catalogue. If the customer asks about delivery, explain the standard and express options and their prices."},{"role":"user","content":"Hello! I am looking for a present for my niece, who is twelve and loves adventure stories with dragons and maps. She has already read the first two books of the series you recommended last time."},{"role":"assistant","content":"Thank you for coming back! For a twelve-year-old who enjoys dragons and maps, the third book of that series (catalogue 4411-B) continues the story, and a standalone choice would be The Cartographer of Ember Isle (catalogue 5120-A)."},{"role":"user","content":"Which of the two is better as a gift, and could you deliver it before Friday to an address in another city? Please also tell me whether you can wrap it, and whether a handwritten card can go in the parcel with a short birthday message from her aunt."}],"temperature":0.7,"max_tokens":400,"user":"customer-8812"}'
+SSE_BODY='{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Tell me a short story about a dragon who draws maps."}]}'
+
+# wrk's done() prints one machine-readable line (latencies in microseconds).
+WRK_DONE='
+function done(summary, latency, requests)
+  local e = summary.errors
+  local secs = summary.duration / 1e6
+  io.write(string.format(
+    "WRKJSON {\"requests\":%d,\"seconds\":%.3f,\"rps\":%.1f,\"p50_us\":%d,\"p75_us\":%d,\"p90_us\":%d,\"p99_us\":%d,\"p999_us\":%d,\"max_us\":%d,\"errors\":%d,\"non_2xx\":%d}\n",
+    summary.requests, secs, summary.requests / secs,
+    latency:percentile(50), latency:percentile(75), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9), latency.max,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+'
+{
+    echo 'wrk.method = "POST"'
+    echo 'wrk.headers["Content-Type"] = "application/json"'
+    printf 'wrk.body = [==[%s]==]\n' "$CHAT_BODY"
+    echo "$WRK_DONE"
+} >"$WORK/chat.lua"
+{
+    echo 'wrk.method = "POST"'
+    echo 'wrk.headers["Content-Type"] = "application/json"'
+    # Exactly 1 MiB: one user message padded with a repeated sentence.
+    echo 'local head = [[{"model":"gpt-4o","messages":[{"role":"user","content":"]]'
+    echo 'local tail = [["}]}]]'
+    echo 'local fill = string.rep("The quick brown fox jumps over the lazy dog. ", 30000)'
+    echo 'wrk.body = head .. string.sub(fill, 1, 1048576 - #head - #tail) .. tail'
+    echo "$WRK_DONE"
+} >"$WORK/big.lua"
+CHAT_BYTES=${#CHAT_BODY}
+
+# ---- measurements -----------------------------------------------------------------------
+
+RUNS=$WORK/runs.jsonl
+: >"$RUNS"
+
+# run_wrk ROUND TARGET TEST CONNS SCRIPT [--latency]: one wrk run, with CPU of the proxy and of
+# the upstream measured around it; appends one JSON line to $RUNS.
+run_wrk() {
+    local round=$1 target=$2 test=$3 conns=$4 script=$5
+    local port pids p0 u0 w0 p1 u1 w1 line
+    port=$(port_of "$target"); pids=$(proxy_pids "$target")
+    # shellcheck disable=SC2086
+    p0=$(cpu_ticks $pids); u0=$(cpu_ticks "$UPSTREAM_PID"); children_cpu w0
+    line=$(wrk -t1 -c"$conns" -d"${DURATION}s" -s "$script" \
+        "http://127.0.0.1:$port/v1/chat/completions" | sed -n 's/^WRKJSON //p')
+    # shellcheck disable=SC2086
+    p1=$(cpu_ticks $pids); u1=$(cpu_ticks "$UPSTREAM_PID"); children_cpu w1
+    [ -n "$line" ] || { log "error: wrk printed no result for $target $test"; exit 1; }
+    jq -c --argjson round "$round" --arg target "$target" --arg test "$test" \
+        --argjson conns "$conns" --argjson pt "$((p1 - p0))" --argjson ut "$((u1 - u0))" \
+        --argjson hz "$CLK_TCK" --argjson wrk_cpu "$(awk -v a="$w0" -v b="$w1" 'BEGIN {print b - a}')" --argjson has_proxy "$([ -n "$pids" ] && echo true || echo false)" '
+        . + {round: $round, target: $target, test: $test, connections: $conns,
+             proxy_cpu_s_per_10k: (if $has_proxy then ($pt / $hz) / (.requests / 10000) else null end),
+             upstream_cpu_s_per_10k: (($ut / $hz) / (.requests / 10000)),
+             loadgen_cpu_cores: ($wrk_cpu / .seconds)}' <<<"$line" >>"$RUNS"
+    local bad
+    bad=$(jq -r 'select(.errors > 0 or .non_2xx > 0) | "\(.errors) socket errors, \(.non_2xx) non-2xx"' <<<"$line")
+    [ -z "$bad" ] || log "WARNING: $target $test round $round: $bad"
+    jq -r '"  \(.target) \(.test): \(.rps|floor) req/s, p50 \(.p50_us) µs, p99 \(.p99_us) µs, wrk used \(.loadgen_cpu_cores * 100 | round)% of a core"' <<<"$(tail -1 "$RUNS")" >&2
+}
+
+# run_sse ROUND TARGET: SSE_N streamed requests with curl, one connection each; median time to
+# the first byte of the response and to the end of the stream.
+run_sse() {
+    local round=$1 target=$2 port out
+    port=$(port_of "$target")
+    out=$WORK/sse-$target-$round.txt
+    for _ in $(seq "$SSE_N"); do
+        curl -s -N -o /dev/null -H 'content-type: application/json' --data-raw "$SSE_BODY" \
+            -w '%{http_code} %{time_starttransfer} %{time_total}\n' \
+            "http://127.0.0.1:$port/v1/chat/completions"
+    done >"$out"
+    awk -v round="$round" -v target="$target" '
+        { n++; if ($1 != 200) bad++; t[n] = $2 * 1e6; tot[n] = $3 * 1e6 }
+        function median(a, n,   i, j, x) {
+            for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j+1] = a[j]; a[j+1] = x }
+            return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+        }
+        END { printf "{\"round\":%d,\"target\":\"%s\",\"test\":\"sse\",\"requests\":%d,\"non_200\":%d,\"ttfb_p50_us\":%.0f,\"total_p50_us\":%.0f}\n",
+              round, target, n, bad + 0, median(t, n), median(tot, n) }' "$out" >>"$RUNS"
+    jq -r '"  \(.target) sse: ttfb p50 \(.ttfb_p50_us) µs, whole stream p50 \(.total_p50_us) µs, \(.non_200) non-200"' <<<"$(tail -1 "$RUNS")" >&2
+}
+
+declare -A IDLE_RSS_KB
+for t in "${TARGETS[@]}"; do
+    # shellcheck disable=SC2046
+    [ "$t" = direct ] || IDLE_RSS_KB[$t]=$(status_kb VmRSS $(proxy_pids "$t"))
+done
+
+log "warm-up (1 s per target)"
+for t in "${TARGETS[@]}"; do
+    wrk -t1 -c"$SAT_CONNS" -d1s -s "$WORK/chat.lua" "http://127.0.0.1:$(port_of "$t")/v1/chat/completions" >/dev/null
+done
+
+for round in $(seq "$ROUNDS"); do
+    log "round $round/$ROUNDS: throughput, 1.2 KB chat, wrk -t1 -c$SAT_CONNS -d${DURATION}s"
+    for t in "${TARGETS[@]}"; do run_wrk "$round" "$t" saturation "$SAT_CONNS" "$WORK/chat.lua"; done
+    log "round $round/$ROUNDS: latency at concurrency 1, wrk -t1 -c1 -d${DURATION}s"
+    for t in "${TARGETS[@]}"; do run_wrk "$round" "$t" c1 1 "$WORK/chat.lua"; done
+    log "round $round/$ROUNDS: 1 MiB request bodies, wrk -t1 -c$BIG_CONNS -d${DURATION}s"
+    for t in "${TARGETS[@]}"; do run_wrk "$round" "$t" big "$BIG_CONNS" "$WORK/big.lua"; done
+    if [ "$HAVE_CURL" = 1 ]; then
+        log "round $round/$ROUNDS: SSE time to first byte, $SSE_N curl requests"
+        for t in "${TARGETS[@]}"; do run_sse "$round" "$t"; done
+    fi
+done
+
+# Peak RSS after all the load.
+PEAK_JSON='{}'
+IDLE_JSON='{}'
+for t in "${TARGETS[@]}"; do
+    [ "$t" = direct ] && continue
+    # shellcheck disable=SC2046
+    peak=$(status_kb VmHWM $(proxy_pids "$t"))
+    PEAK_JSON=$(jq -c --arg t "$t" --argjson v "$peak" '. + {($t): ($v / 1024)}' <<<"$PEAK_JSON")
+    IDLE_JSON=$(jq -c --arg t "$t" --argjson v "${IDLE_RSS_KB[$t]}" '. + {($t): ($v / 1024)}' <<<"$IDLE_JSON")
+done
+UPSTREAM_PEAK_MB=$(awk '{print $1 / 1024}' <<<"$(status_kb VmHWM "$UPSTREAM_PID")")
+
+# ---- report -----------------------------------------------------------------------------
+
+mkdir -p "$OUT"
+ELAPSED=$(( $(date +%s) - START ))
+SKIPS_JSON=$(printf '%s\n' "${SKIPS[@]+"${SKIPS[@]}"}" | jq -R . | jq -sc 'map(select(. != ""))')
+NGINX_VERSION=$([ -n "$NGINX_PORT" ] && "$NGINX_BIN" -v 2>&1 | sed 's/.*version: //' || echo "")
+jq -s \
+    --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg host "$(uname -srm)" \
+    --argjson cpus "$(nproc)" --arg cpu "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
+    --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --arg wrk "$(wrk -v 2>&1 | head -1)" --arg nginx "$NGINX_VERSION" \
+    --argjson duration "$DURATION" --argjson rounds "$ROUNDS" --argjson sse_n "$SSE_N" \
+    --argjson chat_bytes "$CHAT_BYTES" --argjson peak "$PEAK_JSON" --argjson idle "$IDLE_JSON" \
+    --argjson up_peak "$UPSTREAM_PEAK_MB" --argjson skipped "$SKIPS_JSON" --argjson elapsed "$ELAPSED" '
+    def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
+                       else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    . as $runs
+    | ([$runs[].target] | unique) as $targets
+    | def pick($t; $test; f): [$runs[] | select(.target == $t and .test == $test) | f | select(. != null)];
+      def summary($t):
+        { saturation: { rps: (pick($t; "saturation"; .rps) | median), rps_rounds: pick($t; "saturation"; .rps),
+                        proxy_cpu_s_per_10k: (pick($t; "saturation"; .proxy_cpu_s_per_10k) | median),
+                        upstream_cpu_s_per_10k: (pick($t; "saturation"; .upstream_cpu_s_per_10k) | median),
+                        loadgen_cpu_cores: (pick($t; "saturation"; .loadgen_cpu_cores) | median),
+                        p50_us: (pick($t; "saturation"; .p50_us) | median), p99_us: (pick($t; "saturation"; .p99_us) | median) },
+          c1: ({ rps: (pick($t; "c1"; .rps) | median) } + ([ "p50_us", "p75_us", "p90_us", "p99_us", "p999_us" ]
+                | map({ (.): (. as $k | pick($t; "c1"; .[$k]) | median) }) | add)
+                + { p50_rounds: pick($t; "c1"; .p50_us), p99_rounds: pick($t; "c1"; .p99_us) }),
+          big_1mib: { rps: (pick($t; "big"; .rps) | median), rps_rounds: pick($t; "big"; .rps),
+                      p50_us: (pick($t; "big"; .p50_us) | median), p99_us: (pick($t; "big"; .p99_us) | median) },
+          sse: { ttfb_p50_us: (pick($t; "sse"; .ttfb_p50_us) | median), ttfb_rounds: pick($t; "sse"; .ttfb_p50_us),
+                 total_p50_us: (pick($t; "sse"; .total_p50_us) | median) },
+          idle_rss_mib: $idle[$t], peak_rss_mib: $peak[$t] };
+    ($targets | map({ (.): summary(.) }) | add) as $s
+    | def ratio(a; b): if a == null or b == null then null else a / b end;
+      def diff(a; b): if a == null or b == null then null else a - b end;
+    { meta: { date: $date, commit: $commit, host: $host, cpus: $cpus, cpu: $cpu, wrk: $wrk, nginx: $nginx,
+              duration_s: $duration, rounds: $rounds, sse_requests: $sse_n, chat_body_bytes: $chat_bytes,
+              elapsed_s: $elapsed, upstream_peak_rss_mib: $up_peak, skipped: $skipped,
+              load_generator: "wrk -t1 (one thread), sharing the machine with the proxy and the upstream" },
+      summary: $s,
+      comparisons: {
+        throughput_switchyard_over_nginx: ratio($s.switchyard.saturation.rps; $s.nginx.saturation.rps),
+        throughput_switchyard_over_direct: ratio($s.switchyard.saturation.rps; $s.direct.saturation.rps),
+        throughput_nginx_over_direct: ratio($s.nginx.saturation.rps; $s.direct.saturation.rps),
+        added_c1_p50_us: { switchyard: diff($s.switchyard.c1.p50_us; $s.direct.c1.p50_us), nginx: diff($s.nginx.c1.p50_us; $s.direct.c1.p50_us) },
+        added_c1_p99_us: { switchyard: diff($s.switchyard.c1.p99_us; $s.direct.c1.p99_us), nginx: diff($s.nginx.c1.p99_us; $s.direct.c1.p99_us) },
+        added_c1_p999_us: { switchyard: diff($s.switchyard.c1.p999_us; $s.direct.c1.p999_us), nginx: diff($s.nginx.c1.p999_us; $s.direct.c1.p999_us) },
+        added_big_p50_us: { switchyard: diff($s.switchyard.big_1mib.p50_us; $s.direct.big_1mib.p50_us), nginx: diff($s.nginx.big_1mib.p50_us; $s.direct.big_1mib.p50_us) },
+        added_sse_ttfb_us: { switchyard: diff($s.switchyard.sse.ttfb_p50_us; $s.direct.sse.ttfb_p50_us), nginx: diff($s.nginx.sse.ttfb_p50_us; $s.direct.sse.ttfb_p50_us) },
+        cpu_switchyard_over_nginx: ratio($s.switchyard.saturation.proxy_cpu_s_per_10k; $s.nginx.saturation.proxy_cpu_s_per_10k)
+      },
+      runs: $runs }' "$RUNS" >"$OUT/results.json"
+
+# Markdown: one row per metric, medians of the rounds (each round in brackets where it matters).
+jq -r '
+    def f0: if . == null then "—" else (. | round | tostring) end;
+    def f2: if . == null then "—" else ((. * 100 | round) / 100 | tostring) end;
+    def f3: if . == null then "—" else ((. * 1000 | round) / 1000 | tostring) end;
+    def rounds(a): if (a | length) > 1 then " (" + (a | map(round | tostring) | join(", ")) + ")" else "" end;
+    def plus: if . == null then "—" elif . >= 0 then "+" + (. | round | tostring) else (. | round | tostring) end;
+    .summary as $s | .comparisons as $c | .meta as $m
+    | ["direct", "switchyard", "nginx"] as $t
+    | def row(name; f): "| " + name + " | " + ($t | map(. as $x | if $s[$x] == null then "—" else ($s[$x] | f) end) | join(" | ")) + " |";
+    "Load harness: \($m.date), commit \($m.commit), \($m.cpus) CPUs (\($m.cpu)), \($m.wrk | split(" [")[0]), nginx \(if $m.nginx == "" then "absent" else $m.nginx end).",
+    "Medians of \($m.rounds) rounds of \($m.duration_s) s each (each round in brackets); one `wrk -t1` load generator on the same machine.",
+    "",
+    "| measurement | direct | switchyard | nginx |",
+    "|---|---|---|---|",
+    row("throughput, \($m.chat_body_bytes) B chat, 32 conns (req/s)"; (.saturation.rps | f0) + rounds(.saturation.rps_rounds)),
+    row("latency at saturation p50 / p99 (µs)"; (.saturation.p50_us | f0) + " / " + (.saturation.p99_us | f0)),
+    row("latency c=1 p50 (µs)"; (.c1.p50_us | f0) + rounds(.c1.p50_rounds)),
+    row("latency c=1 p75 / p90 (µs)"; (.c1.p75_us | f0) + " / " + (.c1.p90_us | f0)),
+    row("latency c=1 p99 (µs)"; (.c1.p99_us | f0) + rounds(.c1.p99_rounds)),
+    row("latency c=1 p99.9 (µs)"; .c1.p999_us | f0),
+    "| added latency c=1 p50 / p99 / p99.9 over direct (µs) | — | \($c.added_c1_p50_us.switchyard | plus) / \($c.added_c1_p99_us.switchyard | plus) / \($c.added_c1_p999_us.switchyard | plus) | \($c.added_c1_p50_us.nginx | plus) / \($c.added_c1_p99_us.nginx | plus) / \($c.added_c1_p999_us.nginx | plus) |",
+    row("proxy CPU s per 10k requests (saturation)"; .saturation.proxy_cpu_s_per_10k | f3),
+    row("upstream CPU s per 10k requests (saturation)"; .saturation.upstream_cpu_s_per_10k | f3),
+    row("load generator (wrk) CPU at saturation (cores)"; .saturation.loadgen_cpu_cores | f2),
+    row("proxy RSS idle / peak (MiB)"; (.idle_rss_mib | f2) + " / " + (.peak_rss_mib | f2)),
+    row("1 MiB bodies, 4 conns (req/s)"; (.big_1mib.rps | f0) + rounds(.big_1mib.rps_rounds)),
+    row("1 MiB bodies p50 / p99 (µs)"; (.big_1mib.p50_us | f0) + " / " + (.big_1mib.p99_us | f0)),
+    "| added 1 MiB p50 over direct (µs) | — | \($c.added_big_p50_us.switchyard | plus) | \($c.added_big_p50_us.nginx | plus) |",
+    row("SSE time to first byte p50 (µs)"; (.sse.ttfb_p50_us | f0) + rounds(.sse.ttfb_rounds)),
+    row("SSE whole stream p50 (µs)"; .sse.total_p50_us | f0),
+    "| added SSE time to first byte over direct (µs) | — | \($c.added_sse_ttfb_us.switchyard | plus) | \($c.added_sse_ttfb_us.nginx | plus) |",
+    "",
+    "Throughput switchyard / nginx: **\($c.throughput_switchyard_over_nginx | f2)**, switchyard / direct: **\($c.throughput_switchyard_over_direct | f2)**, nginx / direct: \($c.throughput_nginx_over_direct | f2). Proxy CPU per request switchyard / nginx: \($c.cpu_switchyard_over_nginx | f2).",
+    (if ($m.skipped | length) > 0 then "", "Skipped: " + ($m.skipped | join("; ")) else empty end)
+' "$OUT/results.json" >"$OUT/results.md"
+
+echo
+cat "$OUT/results.md"
+echo
+log "done in ${ELAPSED}s: $OUT/results.md, $OUT/results.json"
