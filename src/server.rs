@@ -188,7 +188,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
             upstream = upstream.name(),
             url = %upstream.url(),
             kind = upstream.kind().as_str(),
-            auth = %upstream.auth().describe(),
+            auth = upstream.auth_description(),
             "route"
         );
     }

@@ -174,7 +174,16 @@ impl UpstreamAuth {
             UpstreamAuth::ApiKeyHeader(_) => "api-key header".to_owned(),
             UpstreamAuth::Bearer(_) => "bearer token".to_owned(),
             UpstreamAuth::BearerFile(path) => format!("bearer token from {}", path.display()),
-            UpstreamAuth::SigV4(s) => format!("SigV4 {} in {}", s.service, s.region),
+            UpstreamAuth::SigV4(s) => {
+                let source = match &s.profile {
+                    Some(profile) => format!("profile {profile:?}"),
+                    None => "the AWS default credential chain".to_owned(),
+                };
+                format!(
+                    "SigV4 ({} in {}, credentials from {source})",
+                    s.service, s.region
+                )
+            }
         }
     }
 }

@@ -151,6 +151,12 @@ fn sigv4_region_and_service_come_from_the_host_or_the_config() {
             "{url}"
         );
         assert_eq!(s.profile, None);
+        assert_eq!(
+            c.upstreams[1].auth.describe(),
+            format!(
+                "SigV4 ({service} in {region}, credentials from the AWS default credential chain)"
+            )
+        );
     }
     // Explicit settings win; a loopback host needs them.
     let c = load(
@@ -158,6 +164,11 @@ fn sigv4_region_and_service_come_from_the_host_or_the_config() {
         "kind = \"bedrock\"\nauth = \"sigv4\"\nregion = \"eu-central-1\"\nservice = \"bedrock-mantle\"\nprofile = \"prod\"",
     )
     .unwrap();
+    assert_eq!(
+        c.upstreams[1].auth.describe(),
+        "SigV4 (bedrock-mantle in eu-central-1, credentials from profile \"prod\")"
+    );
+    assert_eq!(c.upstreams[0].auth.describe(), "client credentials pass");
     assert_eq!(
         c.upstreams[1].auth_sigv4(),
         Some(&SigV4Settings {

@@ -103,17 +103,6 @@ impl Auth {
             Auth::SigV4(signer) => signer.sign(method, uri, headers, body),
         }
     }
-
-    /// A short description for startup logs (never the secret).
-    pub fn describe(&self) -> String {
-        match self {
-            Auth::None => "none".to_owned(),
-            Auth::Header(name, _) if name == header::AUTHORIZATION => "bearer token".to_owned(),
-            Auth::Header(name, _) => format!("{name} header"),
-            Auth::TokenFile(file) => format!("bearer token from {}", file.path.display()),
-            Auth::SigV4(signer) => signer.describe(),
-        }
-    }
 }
 
 /// A bearer token kept in a file that another process rewrites (workload identity).

@@ -105,6 +105,8 @@ pub struct UpstreamClient {
     forward_client_credentials: bool,
     timeouts: Timeouts,
     auth: Auth,
+    /// What credentials the gateway adds, for startup logs (never the secret).
+    auth_description: String,
     kind: UpstreamKind,
     models: ModelMap,
     azure_classic: Option<AzureClassic>,
@@ -161,6 +163,7 @@ impl UpstreamClient {
             forward_client_credentials: cfg.forward_client_credentials,
             timeouts: cfg.timeouts,
             auth: Auth::new(cfg),
+            auth_description: cfg.auth.describe(),
             kind: cfg.kind,
             models: cfg.models.clone(),
             azure_classic: cfg.azure_classic.clone(),
@@ -183,6 +186,10 @@ impl UpstreamClient {
 
     pub fn kind(&self) -> UpstreamKind {
         self.kind
+    }
+
+    pub fn auth_description(&self) -> &str {
+        &self.auth_description
     }
 
     pub fn auth(&self) -> &Auth {

@@ -211,17 +211,6 @@ impl SigV4Signer {
             }
         })
     }
-
-    pub fn describe(&self) -> String {
-        let source = match &self.settings.profile {
-            Some(profile) => format!("profile {profile:?}"),
-            None => "the AWS default credential chain".to_owned(),
-        };
-        format!(
-            "SigV4 ({} in {}, credentials from {source})",
-            self.settings.service, self.settings.region
-        )
-    }
 }
 
 /// The parts of a request that are signed besides its headers.

@@ -710,23 +710,3 @@ fn refresh_waits_until_shortly_before_expiry() {
         MIN_REFRESH_WAIT
     );
 }
-
-#[test]
-fn describe_names_service_region_and_source() {
-    assert_eq!(
-        bedrock_signer().describe(),
-        "SigV4 (bedrock in us-east-1, credentials from the AWS default credential chain)"
-    );
-    let with_profile = SigV4Signer::new(
-        "b",
-        &SigV4Settings {
-            region: "eu-west-1".to_owned(),
-            service: "bedrock-mantle".to_owned(),
-            profile: Some("prod".to_owned()),
-        },
-    );
-    assert_eq!(
-        with_profile.describe(),
-        "SigV4 (bedrock-mantle in eu-west-1, credentials from profile \"prod\")"
-    );
-}
