@@ -49,6 +49,17 @@ pub enum Inspection {
     Unclassifiable(Unclassifiable),
 }
 
+impl Inspection {
+    /// The route the path matched, whatever the outcome.
+    pub fn route(&self) -> RouteId {
+        match self {
+            Inspection::Decided(d) => d.route,
+            Inspection::NeedsBody(p) => p.route(),
+            Inspection::Unclassifiable(u) => u.route,
+        }
+    }
+}
+
 /// A classification waiting for the body. Holds no borrow of the request.
 #[derive(Debug)]
 pub struct PendingBody {

@@ -221,16 +221,6 @@ pub struct AzureClassic {
     pub deployments: ModelMap,
 }
 
-impl Upstream {
-    /// The SigV4 settings, when this upstream signs its requests.
-    pub fn auth_sigv4(&self) -> Option<&SigV4Settings> {
-        match &self.auth {
-            UpstreamAuth::SigV4(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
 /// An upstream base URL: scheme, authority and a path prefix without a trailing `/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamUrl {

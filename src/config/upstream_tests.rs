@@ -169,8 +169,12 @@ fn sigv4_region_and_service_come_from_the_host_or_the_config() {
         "SigV4 (bedrock-mantle in eu-central-1, credentials from profile \"prod\")"
     );
     assert_eq!(c.upstreams[0].auth.describe(), "client credentials pass");
+    let sigv4 = match &c.upstreams[1].auth {
+        UpstreamAuth::SigV4(s) => Some(s),
+        _ => None,
+    };
     assert_eq!(
-        c.upstreams[1].auth_sigv4(),
+        sigv4,
         Some(&SigV4Settings {
             region: "eu-central-1".to_owned(),
             service: "bedrock-mantle".to_owned(),

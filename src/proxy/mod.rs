@@ -197,11 +197,7 @@ async fn classify(
     let inspection = gw
         .classifier
         .inspect(&parts.method, parts.uri.path(), &parts.headers);
-    let route = match &inspection {
-        Inspection::Decided(d) => d.route,
-        Inspection::NeedsBody(p) => p.route(),
-        Inspection::Unclassifiable(u) => u.route,
-    };
+    let route = inspection.route();
     let refuse = |error| Box::new(Refusal { route, error });
     let declared = declared_length(&parts.headers);
     if declared.is_some_and(|len| len > limit) {
@@ -385,11 +381,7 @@ pub fn same_meaning_upstream(
     uri: &http::Uri,
     headers: &HeaderMap,
 ) -> Result<(), ProxyError> {
-    let mapped = match classifier.inspect(method, uri.path(), headers) {
-        Inspection::Decided(d) => d.route,
-        Inspection::NeedsBody(p) => p.route(),
-        Inspection::Unclassifiable(u) => u.route,
-    };
+    let mapped = classifier.inspect(method, uri.path(), headers).route();
     if mapped == RouteId::OTHER {
         return Ok(());
     }
