@@ -9,15 +9,29 @@ use http_body_util::Full;
 
 use crate::metrics::Metrics;
 
+/// Brings gauges that change by the passage of time (an ejection ending) up to date.
+pub type Refresh = Arc<dyn Fn() + Send + Sync>;
+
 #[derive(Clone)]
 pub struct AdminState {
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    refresh: Option<Refresh>,
 }
 
 impl AdminState {
     pub fn new(metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> Self {
-        AdminState { metrics, ready }
+        AdminState {
+            metrics,
+            ready,
+            refresh: None,
+        }
+    }
+
+    /// Run `refresh` before every scrape.
+    pub fn with_refresh(mut self, refresh: Refresh) -> Self {
+        self.refresh = Some(refresh);
+        self
     }
 }
 
@@ -27,6 +41,9 @@ pub fn handle<B>(state: &AdminState, req: Request<B>) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         "/metrics" => {
+            if let Some(refresh) = &state.refresh {
+                refresh();
+            }
             let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,

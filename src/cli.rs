@@ -115,6 +115,8 @@ pub enum ExplainError {
     Gateway(#[from] crate::gateway::GatewayError),
     #[error("cannot start a runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot build metrics: {0}")]
+    Metrics(prometheus::Error),
 }
 
 /// `switchyard certs dev`: write the files, then say what was written.
@@ -135,7 +137,18 @@ pub fn check(path: &Path) -> Result<String, ConfigError> {
             out.push_str(&format!(
                 "  {class:<9} -> {} ({}, {}, {})\n",
                 u.name,
-                u.url,
+                match u.endpoints.len() {
+                    1 => u.url.to_string(),
+                    n => format!(
+                        "{} endpoints: {}",
+                        n,
+                        u.endpoints
+                            .iter()
+                            .map(|e| format!("{} = {}", e.name, e.url))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                },
                 u.kind.as_str(),
                 u.auth.describe()
             ));
@@ -204,7 +217,9 @@ pub fn explain(args: &ExplainArgs) -> Result<String, ExplainError> {
         })?,
     };
     let classifier = Classifier::new(config.classifier.clone());
-    let policy = Policy::new(&config).map_err(crate::gateway::GatewayError::from)?;
+    // Explain builds the clients without serving: its metrics are thrown away.
+    let metrics = crate::metrics::Metrics::new(&[]).map_err(ExplainError::Metrics)?;
+    let policy = Policy::new(&config, &metrics).map_err(crate::gateway::GatewayError::from)?;
     let limit = config.limits.max_body_bytes;
     let outcome = classifier.classify(&method, pq.path(), &headers, &body);
     let route = match &outcome {
@@ -222,12 +237,15 @@ pub fn explain(args: &ExplainArgs) -> Result<String, ExplainError> {
     Ok(match policy.settle(outcome) {
         Ok(d) => {
             let upstream = policy.upstream_for(d.class);
+            // A pool's endpoints differ in host at most: show the first.
+            let endpoint = &upstream.pool().endpoints()[0];
             // The upstream's adapter: path mapping, Azure deployment, model renaming.
             let body = bytes::Bytes::from(body);
             let adapted = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .map_err(ExplainError::Runtime)?
                 .block_on(upstream.adapt(
+                    endpoint,
                     &config.server.base_path,
                     &method,
                     &pq,
@@ -267,7 +285,7 @@ pub fn explain(args: &ExplainArgs) -> Result<String, ExplainError> {
                     d.marker,
                     route,
                     upstream.name(),
-                    upstream.url(),
+                    pool_summary(upstream),
                     method,
                     target
                 );
@@ -282,6 +300,16 @@ pub fn explain(args: &ExplainArgs) -> Result<String, ExplainError> {
         }
         Err(u) => refused(&ProxyError::Unclassifiable(u), &route, args.json),
     })
+}
+
+/// The first endpoint's URL, and how many more the pool has.
+fn pool_summary(upstream: &crate::upstream::UpstreamClient) -> String {
+    let endpoints = upstream.pool().endpoints();
+    match endpoints {
+        [] => String::new(),
+        [one] => one.url.to_string(),
+        [first, rest @ ..] => format!("{}, and {} more endpoints", first.url, rest.len()),
+    }
 }
 
 /// How `explain` shows a request the gateway would refuse without contacting any upstream.

@@ -30,6 +30,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod admin;
+pub mod affinity;
 pub mod certs;
 pub mod classify;
 pub mod cli;
@@ -40,6 +41,7 @@ mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod mock;
+pub mod observe;
 pub mod policy;
 pub mod proxy;
 pub mod server;

@@ -3,6 +3,11 @@
 //!
 //! The accept loop only accepts: every handshake runs in the connection's own task, bounded
 //! by `limits.header_read_timeout`, so a slow or silent client never holds up the next one.
+//!
+//! Connections are served with upgrades: an HTTP/1.1 connection may be handed over for a
+//! WebSocket session (`proxy/upgrade.rs`), and HTTP/2 advertises RFC 8441 extended CONNECT
+//! (`SETTINGS_ENABLE_CONNECT_PROTOCOL`) so that h2 clients can open WebSockets as streams.
+//! Whether an upgrade is relayed is the proxy's decision, never the listener's.
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
@@ -35,6 +40,9 @@ pub(crate) struct TlsSettings {
 
 /// One builder per way a connection may be served. Over TLS the negotiated ALPN protocol
 /// decides; without ALPN (and on plain listeners) the auto builder detects the h2 preface.
+/// Connections that may be HTTP/1.1 are served with upgrades, which detects the protocol from
+/// the preface whatever the builder says: ALPN `http/1.1` is served like no ALPN. ALPN `h2`
+/// keeps its h2-only builder (HTTP/2 needs no connection upgrade for extended CONNECT).
 struct Builders {
     auto: auto::Builder<TokioExecutor>,
     http1: auto::Builder<TokioExecutor>,
@@ -42,7 +50,10 @@ struct Builders {
 }
 
 impl Builders {
-    fn new(auto: auto::Builder<TokioExecutor>) -> Self {
+    fn new(mut auto: auto::Builder<TokioExecutor>) -> Self {
+        // Extended CONNECT (RFC 8441): WebSockets over HTTP/2. Only a `:protocol websocket`
+        // CONNECT that the proxy relays is answered with success; any other is refused.
+        auto.http2().enable_connect_protocol();
         Self {
             http1: auto.clone().http1_only(),
             http2: auto.clone().http2_only(),
@@ -104,7 +115,7 @@ pub(crate) async fn accept_loop<S, B>(
                 let Some(tls) = tls.clone() else {
                     let conn = builders
                         .auto
-                        .serve_connection(TokioIo::new(stream), service.clone())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
                         .into_owned();
                     let conn = graceful.watch(conn);
                     connections.spawn(async move {
@@ -129,11 +140,17 @@ pub(crate) async fn accept_loop<S, B>(
                         // Shutting down: a connection that never got to a request is dropped.
                         _ = stop.wait_for(|stopping| *stopping) => return,
                     };
-                    let builder = builders.for_alpn(stream.get_ref().1.alpn_protocol());
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
+                    let alpn = stream.get_ref().1.alpn_protocol();
+                    let builder = builders.for_alpn(alpn);
+                    let io = TokioIo::new(stream);
+                    let served = if builder.is_http1_available() {
+                        let conn = builder.serve_connection_with_upgrades(io, service);
+                        watcher.watch(conn.into_owned()).await
+                    } else {
+                        let conn = builder.serve_connection(io, service);
+                        watcher.watch(conn.into_owned()).await
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
                     }
                 });

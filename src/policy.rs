@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::classify::{Class, Decision, Marker, MarkerKind, Unclassifiable, UnclassifiableReason};
 use crate::config::{self, Config};
+use crate::metrics::Metrics;
 use crate::upstream::UpstreamClient;
 
 /// Rule name recorded when `routing.unclassifiable` assigns a class to an unreadable body.
@@ -26,12 +27,12 @@ pub struct Policy {
 pub struct MissingUpstream(usize);
 
 impl Policy {
-    pub fn new(config: &Config) -> Result<Policy, MissingUpstream> {
+    pub fn new(config: &Config, metrics: &Metrics) -> Result<Policy, MissingUpstream> {
         let client = |i: usize| {
             config
                 .upstreams
                 .get(i)
-                .map(UpstreamClient::new)
+                .map(|u| UpstreamClient::new(u, metrics))
                 .ok_or(MissingUpstream(i))
         };
         Ok(Policy {

@@ -120,7 +120,15 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
     let proxy_service = TowerToHyperService::new(proxy_service);
 
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_state = AdminState::new(metrics.clone(), ready.clone());
+    let weak = Arc::downgrade(&gateway);
+    let admin_state =
+        AdminState::new(metrics.clone(), ready.clone()).with_refresh(Arc::new(move || {
+            if let Some(gw) = weak.upgrade() {
+                for (_, upstream) in gw.policy.upstreams() {
+                    upstream.pool().refresh_up_gauges();
+                }
+            }
+        }));
     let admin_service = hyper::service::service_fn(move |req| {
         let state = admin_state.clone();
         async move { Ok::<_, std::convert::Infallible>(admin::handle(&state, req)) }
@@ -186,7 +194,13 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         tracing::info!(
             class = class.as_str(),
             upstream = upstream.name(),
-            url = %upstream.url(),
+            endpoints = %upstream
+                .pool()
+                .endpoints()
+                .iter()
+                .map(|e| format!("{}={}", e.name, e.url))
+                .collect::<Vec<_>>()
+                .join(","),
             kind = upstream.kind().as_str(),
             auth = upstream.auth_description(),
             "route"

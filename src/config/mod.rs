@@ -4,7 +4,9 @@
 //! `validate.rs` turns the mirror into the types below, `rules.rs` the operator rules.
 //! Nothing downstream re-checks strings.
 
+mod affinity;
 mod env;
+mod pool;
 mod raw;
 mod rules;
 mod upstream;
@@ -12,6 +14,8 @@ mod validate;
 
 pub use upstream::bedrock_endpoint;
 
+#[cfg(test)]
+mod pool_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -40,6 +44,10 @@ pub struct Config {
     pub routing: Routing,
     pub classifier: ClassifierSettings,
     pub log: Log,
+    /// `[affinity]`: learned id -> endpoint table and session hashing.
+    pub affinity: Affinity,
+    /// `[accounting]`: token usage from responses.
+    pub accounting: Accounting,
 }
 
 /// `[server]`: the client-facing listeners.
@@ -106,12 +114,22 @@ pub struct Upstream {
     pub name: String,
     /// What kind of provider this is: decides authentication and path mapping.
     pub kind: UpstreamKind,
+    /// The first endpoint's URL (the only one for the `url = …` form).
     pub url: UpstreamUrl,
+    /// Every endpoint (one for the `url = …` form), in config order, names unique.
+    pub endpoints: Vec<Endpoint>,
+    /// How stateless (and not yet pinned) requests are spread over healthy endpoints.
+    pub balance: Balance,
+    /// Extra attempts on other endpoints of this upstream, only when nothing was sent yet or
+    /// the request is idempotent.
+    pub retries: u32,
+    pub health: Health,
     /// The connector's rustls config (trust anchors, client certificate); unused for http.
     pub tls: Arc<rustls::ClientConfig>,
     /// `danger_accept_invalid_certs`: the server certificate is not verified. Testing only.
     pub danger_accept_invalid_certs: bool,
-    /// Credentials the gateway adds to every request.
+    /// Credentials the gateway adds to every request (the first endpoint's; SigV4's region
+    /// is per endpoint, see `Endpoint::auth`).
     pub auth: UpstreamAuth,
     /// `models`: the model name a client sends -> the provider's model or deployment id.
     pub models: ModelMap,
@@ -127,6 +145,96 @@ pub struct Upstream {
     pub timeouts: Timeouts,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+}
+
+/// One endpoint of an upstream's pool.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Unique within the upstream; a metric label and the value stored in the affinity table.
+    pub name: String,
+    pub url: UpstreamUrl,
+    /// Relative share of balanced traffic (1-100).
+    pub weight: u32,
+    /// The credentials for this endpoint (SigV4 signs for the endpoint's own region).
+    pub auth: UpstreamAuth,
+}
+
+/// `upstreams.NAME.balance`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    /// Power of two choices on in-flight requests per unit of weight (the default).
+    P2c,
+    /// Weighted round robin.
+    RoundRobin,
+}
+
+/// `[upstreams.NAME.health]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// Active checks, when `path` is set.
+    pub active: Option<ActiveHealth>,
+    /// Consecutive connect failures (refused, timed out, TLS) that eject an endpoint of a pool.
+    pub eject_after: u32,
+    /// How long the first ejection lasts; repeated ejections double it, up to 5 minutes.
+    pub eject_for: Duration,
+}
+
+/// Active health checks: `GET path` on every endpoint every `interval`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveHealth {
+    /// Absolute path (and query) requested on each endpoint's host, with its credentials.
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passing checks that bring an unhealthy endpoint back.
+    pub healthy_threshold: u32,
+    /// Consecutive failing checks that take a healthy endpoint out.
+    pub unhealthy_threshold: u32,
+}
+
+/// `[affinity]`.
+#[derive(Clone, Debug)]
+pub struct Affinity {
+    pub store: AffinityStore,
+    /// How long a learned id is remembered.
+    pub ttl: Duration,
+    pub on_endpoint_down: OnEndpointDown,
+    /// Headers whose value is hashed onto an endpoint: the built-in session headers plus
+    /// `session_headers`.
+    pub session_headers: Vec<HeaderName>,
+}
+
+/// Where learned ids live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AffinityStore {
+    /// In this process, at most `capacity` entries.
+    Memory { capacity: u64 },
+    /// In Redis or Valkey, shared by every replica; a local cache of `local_capacity` entries
+    /// in front (an id never moves).
+    Redis {
+        url: String,
+        key_prefix: String,
+        timeout: Duration,
+        local_capacity: u64,
+    },
+}
+
+/// What happens when the endpoint that holds a request's state is unavailable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnEndpointDown {
+    /// Answer 503: the state is there and nowhere else (the default).
+    Fail,
+    /// Send it to another healthy endpoint of the same upstream.
+    Rebalance,
+}
+
+/// `[accounting]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accounting {
+    /// Read token usage from JSON and SSE responses.
+    pub tokens: bool,
+    /// Add `stream_options.include_usage = true` to streaming chat requests without it.
+    pub inject_include_usage: bool,
 }
 
 /// `kind` of an upstream.
@@ -307,6 +415,28 @@ pub mod defaults {
     pub const TOKEN_FILE_POLL: Duration = Duration::from_secs(5);
     /// The environment variable a Bedrock `auth = "api_key"` upstream reads by default.
     pub const BEDROCK_API_KEY_ENV: &str = "AWS_BEARER_TOKEN_BEDROCK";
+    /// Health checks and passive ejection.
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const HEALTHY_THRESHOLD: u32 = 2;
+    pub const UNHEALTHY_THRESHOLD: u32 = 3;
+    pub const EJECT_AFTER: u32 = 3;
+    pub const EJECT_FOR: Duration = Duration::from_secs(10);
+    /// Longest ejection after repeated ejections.
+    pub const EJECT_MAX: Duration = Duration::from_secs(300);
+    /// Extra attempts on other endpoints of the same upstream.
+    pub const RETRIES: u32 = 1;
+    /// Learned ids kept in memory.
+    pub const AFFINITY_CAPACITY: u64 = 100_000;
+    /// How long a learned id is remembered (OpenAI keeps stored responses 30 days).
+    pub const AFFINITY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+    pub const REDIS_KEY_PREFIX: &str = "switchyard:affinity:";
+    pub const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
+    /// Session headers hashed onto an endpoint without configuration.
+    pub const SESSION_HEADERS: &[&str] = &[
+        "mcp-session-id",
+        "x-amzn-bedrock-agentcore-runtime-session-id",
+    ];
     /// Longest accepted duration for any timeout: 7 days.
     pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 }

@@ -27,6 +27,9 @@ pub(super) struct RawConfig {
     pub rules: Vec<RawRule>,
     #[serde(default)]
     pub log: RawLog,
+    pub affinity: Option<RawAffinity>,
+    #[serde(default)]
+    pub accounting: RawAccounting,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,7 +86,13 @@ pub(super) struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
     pub kind: Option<String>,
-    pub url: String,
+    /// One endpoint; `endpoints` lists several instead.
+    pub url: Option<String>,
+    // Endpoint pools (issue #4).
+    pub endpoints: Option<Vec<RawEndpoint>>,
+    pub balance: Option<String>,
+    pub retries: Option<i64>,
+    pub health: Option<RawHealth>,
     pub http2: Option<bool>,
     #[serde(default)]
     pub set_headers: BTreeMap<String, String>,
@@ -156,4 +165,51 @@ pub(super) struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
     pub access_log: Option<bool>,
+}
+
+/// One entry of `upstreams.NAME.endpoints`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEndpoint {
+    pub url: String,
+    pub name: Option<String>,
+    pub weight: Option<i64>,
+}
+
+/// `[upstreams.NAME.health]`: active checks (with `path`) and passive ejection.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub healthy_threshold: Option<i64>,
+    pub unhealthy_threshold: Option<i64>,
+    pub eject_after: Option<i64>,
+    pub eject_for: Option<String>,
+}
+
+/// `[affinity]`: where learned id -> endpoint entries live, and what happens when the
+/// endpoint holding a request's state is down.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAffinity {
+    pub store: Option<String>,
+    pub capacity: Option<i64>,
+    pub ttl: Option<String>,
+    pub on_endpoint_down: Option<String>,
+    #[serde(default)]
+    pub session_headers: Vec<String>,
+    pub redis_url: Option<String>,
+    pub redis_key_prefix: Option<String>,
+    pub redis_timeout: Option<String>,
+    pub redis_local_capacity: Option<i64>,
+}
+
+/// `[accounting]`: token usage read from responses.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccounting {
+    pub tokens: Option<bool>,
+    pub inject_include_usage: Option<bool>,
 }

@@ -10,11 +10,12 @@ use std::str::FromStr;
 use http::uri::{Authority, Scheme};
 use http::{HeaderName, HeaderValue, Uri};
 
+use super::pool;
 use super::raw::RawUpstream;
 use super::validate::{from_tls, invalid, opt_duration, quote, timeouts, Lookup};
 use super::{
-    defaults, env, AzureClassic, ConfigError, ModelMap, SecretValue, SigV4Settings, Timeouts,
-    Upstream, UpstreamAuth, UpstreamKind, UpstreamUrl,
+    defaults, env, AzureClassic, ConfigError, Endpoint, ModelMap, SecretValue, SigV4Settings,
+    Timeouts, Upstream, UpstreamAuth, UpstreamKind, UpstreamUrl,
 };
 use crate::tls;
 
@@ -54,13 +55,37 @@ pub(super) fn upstream(
         ));
     }
     let kind = kind(&key("kind"), raw.kind.as_deref())?;
-    let url_key = key("url");
-    let url_text = env::expand(&url_key, &raw.url, lookup)?;
-    // Errors show the URL as written: an expanded ${VAR} may hold a secret.
-    let url = upstream_url(&url_key, &url_text, &raw.url)?;
+    let specs = pool::endpoints(&prefix, raw, lookup, upstream_url)?;
+    let mut endpoints = Vec::with_capacity(specs.len());
+    for spec in specs {
+        endpoints.push(Endpoint {
+            // SigV4 signs for the region of each endpoint's own host.
+            auth: auth(&prefix, kind, raw, &spec.url, lookup)?,
+            name: spec.name,
+            url: spec.url,
+            weight: spec.weight,
+        });
+    }
+    let (url, auth) = match endpoints.first() {
+        Some(first) => (first.url.clone(), first.auth.clone()),
+        None => {
+            return Err(invalid(
+                &key("endpoints"),
+                "[]",
+                "list at least one endpoint",
+            ))
+        }
+    };
+    let mut azure = None;
+    for (i, ep) in endpoints.iter().enumerate() {
+        let url_key = match raw.endpoints {
+            Some(_) => key(&format!("endpoints[{i}].url")),
+            None => key("url"),
+        };
+        azure = azure_classic(&prefix, &url_key, kind, raw, &ep.url)?;
+    }
 
     let set_headers = set_headers(&prefix, &raw.set_headers, lookup)?;
-    let auth = auth(&prefix, kind, raw, &url, lookup)?;
     let sets_credentials = set_headers
         .iter()
         .find(|(n, _)| crate::upstream::CREDENTIAL_HEADERS.contains(&n.as_str()));
@@ -120,11 +145,15 @@ pub(super) fn upstream(
         name: name.to_owned(),
         kind,
         url: url.clone(),
+        endpoints,
+        balance: pool::balance(&prefix, raw)?,
+        retries: pool::retries(&prefix, raw)?,
+        health: pool::health(&prefix, raw.health.as_ref())?,
         tls,
         danger_accept_invalid_certs,
         auth,
         models: model_map(&key("models"), &raw.models, ModelValue::Model)?,
-        azure_classic: azure_classic(&prefix, kind, raw, &url)?,
+        azure_classic: azure,
         http2: raw.http2.unwrap_or(false),
         set_headers,
         forward_client_credentials,
@@ -489,6 +518,7 @@ fn model_map(
 
 fn azure_classic(
     prefix: &str,
+    url_key: &str,
     kind: UpstreamKind,
     raw: &RawUpstream,
     url: &UpstreamUrl,
@@ -534,7 +564,7 @@ fn azure_classic(
     }
     if url.path.ends_with("/v1") {
         return Err(invalid(
-            &key("url"),
+            url_key,
             &quote(&url.to_string()),
             "with api_version (the classic deployments API) the url is the /openai base, e.g. \"https://contoso.openai.azure.com/openai\"; the v1 API needs no api_version",
         ));

@@ -64,7 +64,11 @@ pub(super) fn validate(raw: RawConfig, lookup: Lookup<'_>) -> Result<Config, Con
     let routing = routing(&raw, &upstreams)?;
     let classifier = super::rules::classifier(&raw, &server.base_path)?;
     let log = log(&raw.log)?;
+    let affinity = super::affinity::affinity(raw.affinity.as_ref(), lookup)?;
+    let accounting = super::affinity::accounting(&raw.accounting);
     Ok(Config {
+        affinity,
+        accounting,
         server,
         admin,
         limits,
@@ -334,13 +338,18 @@ fn routing(raw: &RawConfig, upstreams: &[Upstream]) -> Result<Routing, ConfigErr
         ));
     }
     if let (Some(a), Some(b)) = (upstreams.get(stateless), upstreams.get(stateful)) {
-        if a.url == b.url {
+        // No endpoint may serve both classes: that would cross the boundary by the back door.
+        let shared = a
+            .endpoints
+            .iter()
+            .find_map(|ea| b.endpoints.iter().find(|eb| eb.url == ea.url));
+        if let Some(ep) = shared {
             return Err(invalid(
                 "routing.stateful",
                 &quote(&raw.routing.stateful),
                 &format!(
                     "upstreams.{} and upstreams.{} have the same url {}; stateless and stateful traffic must reach different endpoints",
-                    a.name, b.name, a.url
+                    a.name, b.name, ep.url
                 ),
             ));
         }

@@ -6,8 +6,9 @@
 //! given rustls config sets. It answers the OpenAI routes
 //! the gateway cares about (chat completions, responses, conversations, embeddings, files,
 //! models) with shapes the official SDKs parse, including SSE streams. Everything else gets a
-//! JSON echo. Every request is recorded (method, path and query, version, headers, exact body
-//! bytes) unless [`MockOptions::record`] is off.
+//! JSON echo; a WebSocket handshake on `/realtime` or `/responses` gets an echo session
+//! (`websocket.rs`). Every request is recorded (method, path and query, version, headers,
+//! exact body bytes) unless [`MockOptions::record`] is off.
 //!
 //! Test controls (request headers, all optional; bad values are ignored):
 //!
@@ -30,6 +31,7 @@ mod routes;
 mod server;
 #[cfg(test)]
 mod tests;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use super::body::{pattern_block, MockBody};
 use super::record::{RecordedRequest, Recorder, Tracker};
 use super::routes::{route, Reply, RouteCtx};
+use super::websocket;
 use super::MockOptions;
 
 /// Request bodies above this are refused with 413 (tests send tens of MiB).
@@ -76,7 +77,7 @@ impl Shared {
 }
 
 /// Resolves once shutdown was requested (or the provider handle is gone).
-async fn cancelled(mut rx: watch::Receiver<bool>) {
+pub(super) async fn cancelled(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow_and_update() {
         if rx.changed().await.is_err() {
             return;
@@ -127,7 +128,7 @@ pub(crate) async fn accept_loop(
         .initial_connection_window_size(16 * 1024 * 1024);
     let builder = Arc::new(builder);
     let mut conns = JoinSet::new();
-    let stop = cancelled(cancel);
+    let stop = cancelled(cancel.clone());
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -138,18 +139,26 @@ pub(crate) async fn accept_loop(
                     let builder = Arc::clone(&builder);
                     let shared = Arc::clone(&shared);
                     let tls = tls.clone();
+                    let cancel = cancel.clone();
                     conns.spawn(async move {
                         let svc = {
                             let shared = Arc::clone(&shared);
                             service_fn(move |req| {
                                 let tracker = record_head(&shared, &req);
-                                handle(Arc::clone(&shared), req, tracker)
+                                handle(Arc::clone(&shared), req, tracker, cancel.clone())
                             })
                         };
+                        // With upgrades: WebSocket handshakes hand the connection to an echo.
                         let served = match tls {
-                            None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                            None => {
+                                let io = TokioIo::new(stream);
+                                builder.serve_connection_with_upgrades(io, svc).await
+                            }
                             Some(tls) => match tls.accept(stream).await {
-                                Ok(stream) => builder.serve_connection(TokioIo::new(stream), svc).await,
+                                Ok(stream) => {
+                                    let io = TokioIo::new(stream);
+                                    builder.serve_connection_with_upgrades(io, svc).await
+                                }
                                 Err(error) => {
                                     shared.tls_failures.fetch_add(1, Ordering::Relaxed);
                                     tracing::debug!(%error, "mock TLS handshake failed");
@@ -289,7 +298,11 @@ async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     tracker: Option<Tracker>,
+    cancel: watch::Receiver<bool>,
 ) -> Result<Response<MockBody>, Infallible> {
+    if websocket::is_handshake(&req) {
+        return Ok(websocket_handshake(&shared, req, tracker, cancel));
+    }
     let (parts, body) = req.into_parts();
     let controls = Controls::from_headers(&parts.headers);
     let body = match read_body(body, MAX_REQUEST_BODY).await {
@@ -369,12 +382,56 @@ async fn handle(
     if content_type == "text/event-stream" {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
+    common_headers(&shared, parts.headers.get(&X_REQUEST_ID).cloned(), headers);
+    Ok(response)
+}
+
+/// `x-mock-provider`, a fresh `x-mock-request-id`, and the request's `x-request-id` echoed.
+fn common_headers(shared: &Shared, request_id: Option<HeaderValue>, headers: &mut HeaderMap) {
     headers.insert(X_MOCK_PROVIDER.clone(), shared.name_header.clone());
     if let Ok(id) = HeaderValue::try_from(uuid::Uuid::new_v4().to_string()) {
         headers.insert(X_MOCK_REQUEST_ID.clone(), id);
     }
-    if let Some(id) = parts.headers.get(&X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID.clone(), id.clone());
+    if let Some(id) = request_id {
+        headers.insert(X_REQUEST_ID.clone(), id);
     }
-    Ok(response)
+}
+
+/// A WebSocket handshake (see `websocket.rs`): `x-mock-status` answers with that error,
+/// otherwise 101 and an echo session, or 400 for a handshake the mock does not serve.
+fn websocket_handshake(
+    shared: &Shared,
+    req: Request<Incoming>,
+    mut tracker: Option<Tracker>,
+    cancel: watch::Receiver<bool>,
+) -> Response<MockBody> {
+    if let Some(tracker) = &tracker {
+        tracker.body(Bytes::new(), true);
+    }
+    let request_id = req.headers().get(&X_REQUEST_ID).cloned();
+    let answer = match Controls::from_headers(req.headers()).status {
+        Some(status) => Err(error_reply(status, "mock error", "mock_error", "mock")),
+        None => websocket::answer(req, &mut tracker, cancel).map_err(|refusal| {
+            let message = refusal.to_string();
+            error_reply(
+                StatusCode::BAD_REQUEST,
+                &message,
+                "invalid_request_error",
+                "websocket_refused",
+            )
+        }),
+    };
+    let mut response = match answer {
+        Ok(response) => response,
+        Err((status, content_type, body)) => {
+            let mut response = Response::new(body.tracked(tracker));
+            *response.status_mut() = status;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            response
+        }
+    };
+    common_headers(shared, request_id, response.headers_mut());
+    response
 }

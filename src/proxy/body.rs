@@ -22,7 +22,9 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 use super::record::{Outcome, Record};
+use super::watch::{Hold, Watch};
 use crate::metrics::UpstreamErrorKind;
+use crate::upstream::Load;
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -213,13 +215,19 @@ impl Body for ProxyBody {
     }
 }
 
-/// Decrements an in-flight gauge when dropped.
-pub struct InFlight(IntGauge);
+/// Decrements an in-flight gauge when dropped, and releases the endpoint's load.
+pub struct InFlight(IntGauge, Option<Load>);
 
 impl InFlight {
     pub fn start(gauge: IntGauge) -> Self {
         gauge.inc();
-        InFlight(gauge)
+        InFlight(gauge, None)
+    }
+
+    /// Also hold the serving endpoint's load (the balancer's in-flight count) until dropped.
+    pub fn with_load(mut self, load: Option<Load>) -> Self {
+        self.1 = load;
+        self
     }
 }
 
@@ -246,6 +254,10 @@ pin_project! {
         counter: IntCounter,
         record: Option<Record>,
         in_flight: Option<InFlight>,
+        // Token usage, first token, learned ids (`None` when nothing is observed).
+        watch: Option<Box<Watch>>,
+        // A frame held until a shared affinity store has the id it carries.
+        held: Option<(Frame<Bytes>, Hold)>,
     }
 
     impl PinnedDrop for ObservedBody {
@@ -253,6 +265,9 @@ pin_project! {
             let this = this.project();
             this.in_flight.take();
             if let Some(record) = this.record.take() {
+                if let Some(watch) = this.watch.as_deref() {
+                    watch.finish(Outcome::ClientClosed);
+                }
                 record.finish(Outcome::ClientClosed, *this.bytes);
             }
         }
@@ -267,6 +282,7 @@ impl ObservedBody {
         counter: IntCounter,
         record: Option<Record>,
         in_flight: InFlight,
+        watch: Option<Box<Watch>>,
     ) -> Self {
         let now = Instant::now();
         let (record, in_flight) = if inner.is_end_stream() {
@@ -274,6 +290,9 @@ impl ObservedBody {
             // so the exchange is complete now.
             drop(in_flight);
             if let Some(record) = record {
+                if let Some(watch) = watch.as_deref() {
+                    watch.finish(Outcome::Completed);
+                }
                 record.finish(Outcome::Completed, 0);
             }
             (None, None)
@@ -290,6 +309,8 @@ impl ObservedBody {
             counter,
             record,
             in_flight,
+            watch,
+            held: None,
         }
     }
 }
@@ -307,26 +328,72 @@ impl Body for ObservedBody {
             // Already ended (end of stream, error or timeout).
             return Poll::Ready(None);
         }
+        if let Some((_, hold)) = this.held.as_mut() {
+            // Bounded by the store's own timeout.
+            if hold.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if let Some((frame, _)) = this.held.take() {
+                if this.inner.is_end_stream() {
+                    end(
+                        this.record,
+                        this.in_flight,
+                        this.watch,
+                        Outcome::Completed,
+                        *this.bytes,
+                    );
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+        }
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                let mut hold = None;
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     *this.bytes += len;
                     this.counter.inc_by(len);
+                    if let Some(watch) = this.watch.as_deref_mut() {
+                        hold = watch.feed(data);
+                    }
                 }
                 *this.last_frame = Instant::now();
+                if let Some(mut hold) = hold {
+                    if hold.as_mut().poll(cx).is_pending() {
+                        *this.held = Some((frame, hold));
+                        return Poll::Pending;
+                    }
+                }
                 if this.inner.is_end_stream() {
-                    end(this.record, this.in_flight, Outcome::Completed, *this.bytes);
+                    end(
+                        this.record,
+                        this.in_flight,
+                        this.watch,
+                        Outcome::Completed,
+                        *this.bytes,
+                    );
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
                 let outcome = Outcome::UpstreamError(UpstreamErrorKind::BodyError);
-                end(this.record, this.in_flight, outcome, *this.bytes);
+                end(
+                    this.record,
+                    this.in_flight,
+                    this.watch,
+                    outcome,
+                    *this.bytes,
+                );
                 Poll::Ready(Some(Err(Box::new(e))))
             }
             Poll::Ready(None) => {
-                end(this.record, this.in_flight, Outcome::Completed, *this.bytes);
+                end(
+                    this.record,
+                    this.in_flight,
+                    this.watch,
+                    Outcome::Completed,
+                    *this.bytes,
+                );
                 Poll::Ready(None)
             }
             Poll::Pending => loop {
@@ -347,6 +414,7 @@ impl Body for ObservedBody {
                 end(
                     this.record,
                     this.in_flight,
+                    this.watch,
                     Outcome::UpstreamError(kind),
                     *this.bytes,
                 );
@@ -356,7 +424,7 @@ impl Body for ObservedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.record.is_none() || self.inner.is_end_stream()
+        self.record.is_none() || (self.held.is_none() && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -367,11 +435,15 @@ impl Body for ObservedBody {
 fn end(
     record: &mut Option<Record>,
     in_flight: &mut Option<InFlight>,
+    watch: &Option<Box<Watch>>,
     outcome: Outcome,
     bytes: u64,
 ) {
     in_flight.take();
     if let Some(record) = record.take() {
+        if let Some(watch) = watch.as_deref() {
+            watch.finish(outcome);
+        }
         record.finish(outcome, bytes);
     }
 }

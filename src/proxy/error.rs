@@ -8,7 +8,7 @@ use http_body_util::Full;
 use crate::classify::{Class, Unclassifiable, UnclassifiableReason};
 use crate::metrics::{Rejection, UpstreamErrorKind};
 use crate::upstream::auth::AuthError;
-use crate::upstream::{AdaptError, SendError, UpstreamError};
+use crate::upstream::{AdaptError, PickError, SendError, UpstreamError};
 
 /// A request the gateway refuses or cannot complete.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,31 @@ pub enum ProxyError {
     UpstreamPathAmbiguous { path: String, route: String },
     #[error("{0}; the request was not sent")]
     UpstreamAuth(AuthError),
+    #[error("{}", pool_message(.upstream, *.class, .error, .holder.as_deref()))]
+    Pool {
+        upstream: String,
+        class: Class,
+        error: PickError,
+        /// What tied the request to its endpoint (`previous_response_id resp_…`, a session
+        /// header), for `HolderDown`.
+        holder: Option<String>,
+    },
+}
+
+fn pool_message(upstream: &str, class: Class, error: &PickError, holder: Option<&str>) -> String {
+    match error {
+        PickError::NoneUsable {
+            total,
+            down,
+            ejected,
+        } => format!(
+            "upstream {upstream} has no healthy endpoint ({total} configured: {down} failing health checks, {ejected} ejected after connect failures); this {class} request was not sent to any other upstream"
+        ),
+        PickError::HolderDown { endpoint } => format!(
+            "endpoint {endpoint} of upstream {upstream} holds the state this request refers to ({}) and is unavailable; it was not sent to another endpoint (affinity.on_endpoint_down = \"fail\")",
+            holder.unwrap_or("learned earlier")
+        ),
+    }
 }
 
 /// Body refusals say why they matter; a path refusal's reason already does.
@@ -75,6 +100,7 @@ impl ProxyError {
             ProxyError::Adapt(_) | ProxyError::UpstreamPathAmbiguous { .. } => {
                 StatusCode::BAD_REQUEST
             }
+            ProxyError::Pool { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream { error, .. } => match error {
                 UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::FirstByteTimeout { .. }
@@ -107,6 +133,10 @@ impl ProxyError {
             ProxyError::Adapt(_) => Rejection::BadRequest,
             ProxyError::UpstreamPathAmbiguous { .. } => Rejection::AmbiguousPath,
             ProxyError::UpstreamAuth(_) => Rejection::UpstreamAuth,
+            ProxyError::Pool { error, .. } => match error {
+                PickError::NoneUsable { .. } => Rejection::NoHealthyEndpoint,
+                PickError::HolderDown { .. } => Rejection::AffinityEndpointDown,
+            },
             ProxyError::Upstream { error, .. } => match error {
                 UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::FirstByteTimeout { .. }

@@ -3,14 +3,20 @@
 //! 1. **classify** (`classify`): decide the class from the head; read the body (bounded by
 //!    `limits.max_body_bytes`) only when a rule needs it, and keep its exact bytes.
 //! 2. **decide** (`Policy::settle` / `Policy::upstream_for`): the class picks the upstream.
-//! 3. **forward** (`forward`): map the path, clean the headers, send, wait for the head.
+//! 3. **forward** (`prepare`, `forward.rs`): read the body if the upstream's adapter needs it,
+//!    clean the headers; pick the endpoint of the upstream's pool (affinity, session hashing
+//!    or the balancer), map the path, sign, send, wait for the head; retry on another
+//!    endpoint of the same upstream only when that is safe.
 //! 4. **record** (`record.rs`, via `ObservedBody`): stream the answer back untouched and,
 //!    when it ends, count it and write the access-log line.
 
 pub mod body;
 pub mod error;
+mod forward;
 pub mod headers;
 pub mod record;
+pub mod upgrade;
+mod watch;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,7 +28,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -32,12 +38,15 @@ use tokio::time::Instant;
 
 use self::body::{InFlight, LimitedIncoming, ObservedBody, ProxyBody, UpstreamBody};
 use self::error::ProxyError;
+use self::forward::Prepared;
 use self::headers::{
     label_value, provider_request_id, strip_hop_by_hop, Upgrade, CLASS_HEADER, MARKER_HEADER,
     REQUEST_ID_HEADER, RULE_HEADER, UPSTREAM_HEADER, UPSTREAM_ONLY_RESPONSE_HEADERS,
     UPSTREAM_REQUEST_ID_HEADER,
 };
 use self::record::{client_closed_status, Outcome, Pending, Record};
+use self::upgrade::{ClientUpgrade, Handshake};
+use self::watch::Watch;
 use crate::classify::{Classifier, Decision, Inspection, RouteId, Unclassifiable};
 use crate::gateway::Gateway;
 use crate::upstream::UpstreamClient;
@@ -92,6 +101,8 @@ struct Refusal {
 async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody> {
     let start = Instant::now();
     let (mut parts, body) = req.into_parts();
+    // The client's connection upgrade (WebSocket) leaves the request before it is rebuilt.
+    let client_upgrade = ClientUpgrade::take(&mut parts);
     // Hop-by-hop headers never reach the upstream, so they must not decide the class either:
     // a marker named in `Connection` would be classified here and missing there.
     strip_hop_by_hop(&mut parts.headers, Upgrade::Keep);
@@ -104,6 +115,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         upstream_request_id: None,
         route: RouteId::OTHER,
         decision: None,
+        endpoint: None,
         status: client_closed_status(),
     });
 
@@ -125,24 +137,51 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         let error = ProxyError::ClientBodyTimeout;
         return refuse(&gw, pending, Some(&decision), &error, &request_id);
     }
-    let (parts, body) = match adapt(&gw, upstream, decision.route, parts, body, deadline).await {
-        Ok(adapted) => adapted,
+    // A WebSocket handshake keeps its upgrade headers; any other `Upgrade` goes.
+    let websocket = match Handshake::settle(&gw, client_upgrade, &decision, upstream, &mut parts) {
+        Ok(websocket) => websocket,
+        Err(error) => return refuse(&gw, pending, Some(&decision), &error, &request_id),
+    };
+    let prepared = match prepare(&gw, upstream, decision.route, parts, body, deadline).await {
+        Ok(prepared) => prepared,
         Err(error) => return refuse(&gw, pending, Some(&decision), &error, &request_id),
     };
     let route_label = gw.classifier.route_label(decision.route);
     let (request_counter, response_counter) =
         gw.metrics.byte_counters(route_label, upstream.name());
-    let (body, uploaded) = upstream_body(body, gw.config.limits.max_body_bytes, request_counter);
+    let located = forward::locate(&gw, upstream, decision.class, &prepared).await;
     let in_flight = InFlight::start(gw.metrics.in_flight(upstream.name()));
-    let result = upstream
-        .send(Request::from_parts(parts, body), uploaded, deadline)
-        .await;
+    let result = forward::send(
+        &gw,
+        upstream,
+        &decision,
+        prepared,
+        &located,
+        deadline,
+        &request_counter,
+        &mut pending,
+    )
+    .await;
     match result {
-        Ok((resp, sent)) => {
+        Ok(forwarded) => {
+            let forward::Forwarded {
+                response,
+                sent,
+                endpoint,
+                load,
+            } = forwarded;
             gw.metrics
                 .first_byte(route_label, upstream.name(), sent.elapsed().as_secs_f64());
-            let (mut head, incoming) = resp.into_parts();
+            let in_flight = in_flight.with_load(load);
+            if let Some(websocket) = websocket {
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    return websocket.relay(response, pending, in_flight, &decision, &request_id);
+                }
+                websocket.refused();
+            }
+            let (mut head, incoming) = response.into_parts();
             pending.upstream_request_id(provider_request_id(&head.headers));
+            let watch = Watch::new(&gw, &decision, upstream, &endpoint, &head, start);
             strip_hop_by_hop(&mut head.headers, Upgrade::Strip);
             for name in UPSTREAM_ONLY_RESPONSE_HEADERS {
                 head.headers.remove(name);
@@ -157,12 +196,12 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
                 response_counter,
                 record,
                 in_flight,
+                watch,
             );
             Response::from_parts(head, ProxyBody::Upstream { body: observed })
         }
         Err(error) => {
             drop(in_flight);
-            let error = ProxyError::from_send(error, decision.class, upstream.name());
             refuse(&gw, pending, Some(&decision), &error, &request_id)
         }
     }
@@ -301,18 +340,18 @@ fn own_request_id(headers: &mut HeaderMap, request_id: &Option<HeaderValue>) {
     }
 }
 
-/// Phase 3: build the request for `upstream`, the one the policy chose for the class: read
-/// the body if the upstream's adapter needs it whole (SigV4, model mapping), map the path,
-/// rename the model, clean the headers, add the credentials. Signing comes last, over the
-/// exact head and bytes that will be sent.
-async fn adapt(
+/// Phase 3a: what every endpoint of `upstream` gets: the body read whole if the upstream's
+/// adapter needs it (SigV4, model mapping, Azure deployments) or usage is to be injected,
+/// `stream_options.include_usage` added when configured, the headers cleaned. The
+/// per-endpoint part (URI, model rename, credentials) is `forward::for_endpoint`.
+async fn prepare(
     gw: &Gateway,
     upstream: &UpstreamClient,
     route: RouteId,
     parts: Parts,
     body: ReadBody,
     deadline: Instant,
-) -> Result<(Parts, ReadBody), ProxyError> {
+) -> Result<Prepared, ProxyError> {
     let Parts {
         method,
         uri,
@@ -320,9 +359,15 @@ async fn adapt(
         ..
     } = parts;
     let base_path = &gw.config.server.base_path;
+    let inject = gw.config.accounting.inject_include_usage
+        && method == Method::POST
+        && gw
+            .classifier
+            .route_label(route)
+            .ends_with("/chat/completions");
     let body = match body {
         ReadBody::Unread(incoming)
-            if upstream.needs_body(&method, uri.path(), &headers, base_path) =>
+            if inject || upstream.needs_body(&method, uri.path(), &headers, base_path) =>
         {
             let limit = gw.config.limits.max_body_bytes;
             let declared = declared_length(&headers);
@@ -331,43 +376,27 @@ async fn adapt(
         }
         body => body,
     };
+    let body = match body {
+        ReadBody::Buffered(bytes) if inject => match crate::observe::inject_include_usage(&bytes) {
+            Some(rewritten) => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+                ReadBody::Buffered(rewritten)
+            }
+            None => ReadBody::Buffered(bytes),
+        },
+        body => body,
+    };
     let pq = uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let buffered = match &body {
-        ReadBody::Buffered(bytes) => Some(bytes),
-        ReadBody::Unread(_) => None,
-    };
-    let adapted = upstream
-        .adapt(base_path, &method, &pq, &headers, buffered)
-        .await
-        .map_err(ProxyError::Adapt)?;
-    if route == RouteId::OTHER {
-        same_meaning_upstream(&gw.classifier, &method, &adapted.uri, &headers)?;
-    }
-    let body = match adapted.body {
-        Some(renamed) => {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(renamed.len()));
-            ReadBody::Buffered(renamed)
-        }
-        None => body,
-    };
     upstream.prepare_headers(&mut headers);
-    let bytes: &[u8] = match &body {
-        ReadBody::Buffered(bytes) => bytes,
-        ReadBody::Unread(_) => &[],
-    };
-    upstream
-        .auth()
-        .apply(&method, &adapted.uri, &mut headers, bytes)
-        .map_err(ProxyError::UpstreamAuth)?;
-    let mut req = Request::new(());
-    *req.method_mut() = method;
-    *req.uri_mut() = adapted.uri;
-    *req.headers_mut() = headers;
-    let (parts, ()) = req.into_parts();
-    Ok((parts, body))
+    Ok(Prepared {
+        method,
+        pq,
+        headers,
+        body,
+    })
 }
 
 /// A path the classifier did not know must not become one it knows on the way upstream:

@@ -57,6 +57,13 @@ impl Pending {
         }
     }
 
+    /// The endpoint an attempt goes to.
+    pub fn endpoint(&mut self, endpoint: Arc<str>) {
+        if let Some(record) = &mut self.0 {
+            record.endpoint = Some(endpoint);
+        }
+    }
+
     /// The provider's own id for the request, from the response head.
     pub fn upstream_request_id(&mut self, id: Option<HeaderValue>) {
         if let Some(record) = &mut self.0 {
@@ -91,6 +98,8 @@ pub struct Record {
     pub upstream_request_id: Option<HeaderValue>,
     pub route: RouteId,
     pub decision: Option<Decision>,
+    /// The endpoint of the upstream's pool that served (or last failed) the request.
+    pub endpoint: Option<Arc<str>>,
     pub status: StatusCode,
 }
 
@@ -139,6 +148,7 @@ impl Record {
                 rule,
                 marker = marker.map(tracing::field::display),
                 upstream,
+                endpoint = self.endpoint.as_deref().unwrap_or("-"),
                 upstream_request_id,
                 status = self.status.as_u16(),
                 outcome = outcome.as_str(),

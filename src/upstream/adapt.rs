@@ -8,7 +8,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Uri};
 
 use super::model::{self, ModelError};
-use super::{azure, rest_of, UpstreamClient};
+use super::{azure, rest_of, Endpoint, UpstreamClient};
 
 /// The request as this upstream receives it.
 pub struct Adapted {
@@ -59,7 +59,7 @@ impl UpstreamClient {
         headers: &HeaderMap,
         base_path: &str,
     ) -> bool {
-        if self.auth.needs_body() {
+        if self.pool().endpoints().iter().any(|e| e.auth.needs_body()) {
             return true;
         }
         if !carries_body(method) {
@@ -77,6 +77,7 @@ impl UpstreamClient {
     /// `body` is the whole body when `needs_body` asked for it (or the classifier read it).
     pub async fn adapt(
         &self,
+        endpoint: &Endpoint,
         base_path: &str,
         method: &Method,
         pq: &PathAndQuery,
@@ -92,7 +93,7 @@ impl UpstreamClient {
         };
 
         let Some(classic) = &self.azure_classic else {
-            let uri = self.map_uri(base_path, pq).map_err(uri_error)?;
+            let uri = self.map_uri(endpoint, base_path, pq).map_err(uri_error)?;
             return Ok(Adapted { uri, body: renamed });
         };
         let path = pq.path();
@@ -114,7 +115,7 @@ impl UpstreamClient {
                 // The client speaks Azure's own paths: the deployment it names must be one the
                 // operator configured.
                 None => {
-                    if let Some(named) = azure::named_deployment(&self.url.path, path) {
+                    if let Some(named) = azure::named_deployment(&endpoint.url.path, path) {
                         if !classic.deployments.0.values().any(|d| d == named) {
                             return Err(AdaptError::DeploymentNotConfigured {
                                 deployment: named.to_owned(),
@@ -125,9 +126,15 @@ impl UpstreamClient {
                     None
                 }
             };
-        let target =
-            azure::classic_target(classic, &self.url.path, path, rest, deployment, pq.query());
-        let uri = self.uri(target).map_err(uri_error)?;
+        let target = azure::classic_target(
+            classic,
+            &endpoint.url.path,
+            path,
+            rest,
+            deployment,
+            pq.query(),
+        );
+        let uri = self.uri(endpoint, target).map_err(uri_error)?;
         Ok(Adapted { uri, body: renamed })
     }
 

@@ -13,7 +13,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
 
 use super::sigv4::SigV4Signer;
-use crate::config::{defaults, Upstream, UpstreamAuth};
+use crate::config::{defaults, UpstreamAuth};
 
 /// Credentials could not be loaded or applied.
 #[derive(Debug, thiserror::Error)]
@@ -43,19 +43,19 @@ pub enum Auth {
 }
 
 impl Auth {
-    pub fn new(cfg: &Upstream) -> Auth {
-        match &cfg.auth {
+    pub fn new(upstream: &str, auth: &UpstreamAuth) -> Auth {
+        match auth {
             UpstreamAuth::None => Auth::None,
             UpstreamAuth::ApiKeyHeader(v) => {
                 Auth::Header(HeaderName::from_static("api-key"), v.0.clone())
             }
             UpstreamAuth::Bearer(v) => Auth::Header(header::AUTHORIZATION, v.0.clone()),
             UpstreamAuth::BearerFile(path) => Auth::TokenFile(Arc::new(TokenFile {
-                upstream: cfg.name.clone(),
+                upstream: upstream.to_owned(),
                 path: path.clone(),
                 current: ArcSwapOption::empty(),
             })),
-            UpstreamAuth::SigV4(settings) => Auth::SigV4(SigV4Signer::new(&cfg.name, settings)),
+            UpstreamAuth::SigV4(settings) => Auth::SigV4(SigV4Signer::new(upstream, settings)),
         }
     }
 

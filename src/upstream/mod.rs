@@ -7,12 +7,17 @@
 mod adapt;
 pub mod auth;
 pub mod azure;
+pub mod balance;
 mod connect;
+pub mod health;
 pub mod model;
+pub mod pool;
 pub mod sigv4;
 
 pub use adapt::{AdaptError, Adapted};
+pub use pool::{Endpoint, Load, PickError, Pool, Target};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -25,9 +30,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use self::auth::Auth;
 use self::connect::Connector;
-use crate::config::{AzureClassic, ModelMap, Timeouts, Upstream, UpstreamKind, UpstreamUrl};
+use crate::config::{AzureClassic, ModelMap, Timeouts, Upstream, UpstreamKind};
+use crate::metrics::Metrics;
 use crate::proxy::body::{BodyLimitExceeded, ClientBodyError, UpstreamBody};
 
 /// Client credential headers; removed on the way to an upstream that sets its own.
@@ -99,22 +104,25 @@ pub enum SendError {
 pub struct UpstreamClient {
     name: String,
     name_header: HeaderValue,
-    url: UpstreamUrl,
     version: Version,
     set_headers: Vec<(HeaderName, HeaderValue)>,
     forward_client_credentials: bool,
     timeouts: Timeouts,
-    auth: Auth,
+    /// The endpoints, their health and the balancer (shared with the health checker).
+    pool: Arc<Pool>,
+    /// HTTP/1.1-only client for WebSocket handshakes.
+    upgrade_client: Client<Connector, UpstreamBody>,
+    retries: u32,
+    active_health: Option<crate::config::ActiveHealth>,
     /// What credentials the gateway adds, for startup logs (never the secret).
     auth_description: String,
     kind: UpstreamKind,
     models: ModelMap,
     azure_classic: Option<AzureClassic>,
-    client: Client<Connector, UpstreamBody>,
 }
 
 impl UpstreamClient {
-    pub fn new(cfg: &Upstream) -> UpstreamClient {
+    pub fn new(cfg: &Upstream, metrics: &Metrics) -> UpstreamClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.timeouts.connect));
         connector.set_nodelay(true);
@@ -125,12 +133,26 @@ impl UpstreamClient {
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*cfg.tls).clone())
             .https_or_http();
+        // WebSocket handshakes need HTTP/1.1 (an Upgrade does not exist in h2): their own
+        // client, whose TLS offers http/1.1 only, so ALPN can never pick h2 for them.
+        let upgrade_connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*cfg.tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector.clone());
         let connector = if cfg.http2 {
             builder.enable_http2().wrap_connector(connector)
         } else {
             builder.enable_all_versions().wrap_connector(connector)
         };
         let connector = Connector::new(connector, cfg.timeouts.connect);
+        let upgrade_connector = Connector::new(upgrade_connector, cfg.timeouts.connect);
+        let upgrade_client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            // An upgraded connection never returns to the pool.
+            .pool_max_idle_per_host(0)
+            .build(upgrade_connector);
         if cfg.danger_accept_invalid_certs {
             tracing::warn!(
                 upstream = %cfg.name,
@@ -146,29 +168,53 @@ impl UpstreamClient {
             .build(connector);
         let name_header = HeaderValue::from_str(&cfg.name)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        let version = if cfg.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        let set_headers: Vec<(HeaderName, HeaderValue)> = cfg
+            .set_headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.0.clone()))
+            .collect();
+        let pool = Pool::new(cfg, client, set_headers.clone(), version, metrics);
         UpstreamClient {
             name: cfg.name.clone(),
             name_header,
-            url: cfg.url.clone(),
-            version: if cfg.http2 {
-                Version::HTTP_2
-            } else {
-                Version::HTTP_11
-            },
-            set_headers: cfg
-                .set_headers
-                .iter()
-                .map(|(n, v)| (n.clone(), v.0.clone()))
-                .collect(),
+            version,
+            set_headers,
             forward_client_credentials: cfg.forward_client_credentials,
             timeouts: cfg.timeouts,
-            auth: Auth::new(cfg),
+            pool: Arc::new(pool),
+            upgrade_client,
+            retries: cfg.retries,
+            active_health: cfg.health.active.clone(),
             auth_description: cfg.auth.describe(),
             kind: cfg.kind,
             models: cfg.models.clone(),
             azure_classic: cfg.azure_classic.clone(),
-            client,
         }
+    }
+
+    /// Load every endpoint's credentials and start the health checker, if configured.
+    pub async fn start(&self) -> Result<(), auth::AuthError> {
+        for endpoint in self.pool.endpoints() {
+            endpoint.auth.start().await?;
+        }
+        if let Some(active) = &self.active_health {
+            health::spawn_checker(Arc::downgrade(&self.pool), active.clone());
+        }
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Extra attempts allowed on other endpoints.
+    pub fn retries(&self) -> u32 {
+        self.retries
     }
 
     pub fn name(&self) -> &str {
@@ -180,10 +226,6 @@ impl UpstreamClient {
         &self.name_header
     }
 
-    pub fn url(&self) -> &UpstreamUrl {
-        &self.url
-    }
-
     pub fn kind(&self) -> UpstreamKind {
         self.kind
     }
@@ -192,23 +234,24 @@ impl UpstreamClient {
         &self.auth_description
     }
 
-    pub fn auth(&self) -> &Auth {
-        &self.auth
-    }
-
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
     }
 
     /// Map a client path-and-query onto this upstream: the client-facing `base_path` prefix
     /// is replaced by the upstream URL's path; other paths are kept as they are.
-    pub fn map_uri(&self, base_path: &str, pq: &PathAndQuery) -> Result<Uri, http::Error> {
+    pub fn map_uri(
+        &self,
+        endpoint: &Endpoint,
+        base_path: &str,
+        pq: &PathAndQuery,
+    ) -> Result<Uri, http::Error> {
         let path = pq.path();
         let rest = rest_of(base_path, path);
-        let mut target = String::with_capacity(self.url.path.len() + pq.as_str().len());
+        let mut target = String::with_capacity(endpoint.url.path.len() + pq.as_str().len());
         match rest {
             Some(rest) => {
-                target.push_str(&self.url.path);
+                target.push_str(&endpoint.url.path);
                 target.push_str(rest);
             }
             None => target.push_str(path),
@@ -220,30 +263,34 @@ impl UpstreamClient {
             target.push('?');
             target.push_str(q);
         }
-        self.uri(target)
+        self.uri(endpoint, target)
     }
 
-    /// An absolute URI on this upstream for `path_and_query`. Client credentials carried in
+    /// An absolute URI on `endpoint` for `path_and_query`. Client credentials carried in
     /// the query go the way of credential headers.
-    fn uri(&self, path_and_query: String) -> Result<Uri, http::Error> {
+    fn uri(&self, endpoint: &Endpoint, path_and_query: String) -> Result<Uri, http::Error> {
         let path_and_query = if self.forward_client_credentials {
             path_and_query
         } else {
             strip_credential_params(path_and_query)
         };
         Uri::builder()
-            .scheme(self.url.scheme.clone())
-            .authority(self.url.authority.clone())
+            .scheme(endpoint.url.scheme.clone())
+            .authority(endpoint.url.authority.clone())
             .path_and_query(path_and_query)
             .build()
     }
 
     /// Rewrite the client's headers for this upstream. The proxy has already removed the
     /// hop-by-hop headers (before classifying) except `upgrade`, which the classifier reads
-    /// and which goes now, with `host` and `expect`; client credentials are removed when the
-    /// upstream sets its own; configured headers are set.
+    /// and which goes now (unless this is a WebSocket handshake the proxy relays: then it
+    /// has set `Connection: upgrade`, see `proxy::upgrade::is_relayed`), with `host` and
+    /// `expect`; client credentials are removed when the upstream sets its own; configured
+    /// headers are set.
     pub fn prepare_headers(&self, headers: &mut HeaderMap) {
-        headers.remove(header::UPGRADE);
+        if !crate::proxy::upgrade::is_relayed(headers) {
+            headers.remove(header::UPGRADE);
+        }
         headers.remove(header::HOST);
         headers.remove(header::EXPECT);
         if !self.forward_client_credentials {
@@ -268,8 +315,14 @@ impl UpstreamClient {
         uploaded: Option<oneshot::Receiver<()>>,
         deadline: Instant,
     ) -> Result<(Response<Incoming>, Instant), SendError> {
-        *req.version_mut() = self.version;
-        let response = self.client.request(req);
+        // `prepare_headers` keeps `Upgrade` only on a WebSocket handshake the proxy relays.
+        let response = if req.headers().contains_key(header::UPGRADE) {
+            *req.version_mut() = Version::HTTP_11;
+            self.upgrade_client.request(req)
+        } else {
+            *req.version_mut() = self.version;
+            self.pool.client().request(req)
+        };
         tokio::pin!(response);
         if let Some(uploaded) = uploaded {
             tokio::select! {

@@ -10,9 +10,12 @@
 pub mod client;
 pub mod logs;
 pub mod metrics;
+pub mod pool;
 pub mod providers;
 pub mod raw;
+pub mod redis;
 pub mod tls;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::future::Future;

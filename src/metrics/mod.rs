@@ -11,6 +11,16 @@ use prometheus::{
 
 use crate::classify::Class;
 
+mod affinity;
+mod pool;
+mod streams;
+mod websocket;
+
+pub use affinity::AffinityMetrics;
+pub use pool::{EndpointMetrics, PoolMetrics, RetryReason};
+pub use streams::{RouteStreamMetrics, StreamMetrics, StreamOutcome, TokenKind};
+pub use websocket::WebSocketMetrics;
+
 /// Seconds; LLM calls range from milliseconds (embeddings) to many minutes (reasoning streams).
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -39,10 +49,14 @@ pub enum Rejection {
     ModelNotMapped,
     /// The gateway could not authenticate to the upstream (credentials, signing).
     UpstreamAuth,
+    /// Every endpoint of the upstream is failing health checks or ejected.
+    NoHealthyEndpoint,
+    /// The endpoint holding the request's state (or owning its session) is unavailable.
+    AffinityEndpointDown,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 12] = [
+    pub const ALL: [Rejection; 14] = [
         Rejection::Unclassifiable,
         Rejection::AmbiguousPath,
         Rejection::BodyTooLarge,
@@ -55,6 +69,8 @@ impl Rejection {
         Rejection::BadRequest,
         Rejection::ModelNotMapped,
         Rejection::UpstreamAuth,
+        Rejection::NoHealthyEndpoint,
+        Rejection::AffinityEndpointDown,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -71,6 +87,8 @@ impl Rejection {
             Rejection::BadRequest => "bad_request",
             Rejection::ModelNotMapped => "model_not_mapped",
             Rejection::UpstreamAuth => "upstream_auth",
+            Rejection::NoHealthyEndpoint => "no_healthy_endpoint",
+            Rejection::AffinityEndpointDown => "affinity_endpoint_unavailable",
         }
     }
 }
@@ -173,6 +191,14 @@ pub struct Metrics {
     request_bytes: IntCounterVec,
     response_bytes: IntCounterVec,
     tls_handshake_errors: IntCounterVec,
+    /// Endpoint pools (health, ejections, retries).
+    pub pool: PoolMetrics,
+    /// The id -> endpoint affinity table.
+    pub affinity: AffinityMetrics,
+    /// Tokens, time to first token, stream outcomes.
+    pub streams: StreamMetrics,
+    /// WebSocket sessions.
+    pub websocket: WebSocketMetrics,
 }
 
 impl Metrics {
@@ -269,7 +295,15 @@ impl Metrics {
                 upstream_errors.with_label_values(&[up, kind.as_str()]);
             }
         }
+        let pool = PoolMetrics::new(&registry, upstreams)?;
+        let affinity = AffinityMetrics::new(&registry, upstreams)?;
+        let streams = StreamMetrics::new(&registry, upstreams)?;
+        let websocket = WebSocketMetrics::new(&registry, upstreams)?;
         Ok(Metrics {
+            pool,
+            affinity,
+            streams,
+            websocket,
             registry,
             requests,
             duration,

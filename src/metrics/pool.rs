@@ -1,0 +1,130 @@
+//! Endpoint pools: endpoint health, ejections, health checks, retries, requests per endpoint.
+//!
+//! Per-endpoint handles are resolved once when an upstream client is built
+//! ([`PoolMetrics::endpoint`]), so a request only touches atomics.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// Why a request was sent again to another endpoint of the same upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryReason {
+    /// The connection failed before anything was sent.
+    Connect,
+    /// An idempotent request failed before the response head arrived.
+    Reset,
+}
+
+impl RetryReason {
+    pub const ALL: [RetryReason; 2] = [RetryReason::Connect, RetryReason::Reset];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::Connect => "connect",
+            RetryReason::Reset => "reset",
+        }
+    }
+}
+
+pub struct PoolMetrics {
+    up: IntGaugeVec,
+    requests: IntCounterVec,
+    ejections: IntCounterVec,
+    checks: IntCounterVec,
+    retries: IntCounterVec,
+}
+
+/// One endpoint's metric handles.
+#[derive(Clone)]
+pub struct EndpointMetrics {
+    pub up: IntGauge,
+    pub requests: IntCounter,
+    pub ejections: IntCounter,
+    checks_ok: IntCounter,
+    checks_failed: IntCounter,
+}
+
+impl EndpointMetrics {
+    pub fn health_check(&self, ok: bool) {
+        if ok {
+            self.checks_ok.inc();
+        } else {
+            self.checks_failed.inc();
+        }
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.set(i64::from(up));
+    }
+}
+
+impl PoolMetrics {
+    pub fn new(registry: &Registry, upstreams: &[&str]) -> Result<PoolMetrics, prometheus::Error> {
+        let up = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_endpoint_up",
+                "1 if the endpoint takes traffic (health checks passing, not ejected), else 0.",
+            ),
+            &["upstream", "endpoint"],
+        )?;
+        registry.register(Box::new(up.clone()))?;
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let requests = counter(
+            "switchyard_endpoint_requests_total",
+            "Requests sent to each endpoint (every attempt, retries included).",
+            &["upstream", "endpoint"],
+        )?;
+        let ejections = counter(
+            "switchyard_endpoint_ejections_total",
+            "Times an endpoint was ejected after consecutive connect failures.",
+            &["upstream", "endpoint"],
+        )?;
+        let checks = counter(
+            "switchyard_health_checks_total",
+            "Active health checks, by result (ok or failed).",
+            &["upstream", "endpoint", "result"],
+        )?;
+        let retries = counter(
+            "switchyard_retries_total",
+            "Requests sent again to another endpoint of the same upstream, by reason.",
+            &["upstream", "reason"],
+        )?;
+        for up in upstreams {
+            for reason in RetryReason::ALL {
+                retries.with_label_values(&[up, reason.as_str()]);
+            }
+        }
+        Ok(PoolMetrics {
+            up,
+            requests,
+            ejections,
+            checks,
+            retries,
+        })
+    }
+
+    /// Create (at zero, `up` = 1) and return one endpoint's series.
+    pub fn endpoint(&self, upstream: &str, endpoint: &str) -> EndpointMetrics {
+        let labels = [upstream, endpoint];
+        let up = self.up.with_label_values(&labels);
+        up.set(1);
+        EndpointMetrics {
+            up,
+            requests: self.requests.with_label_values(&labels),
+            ejections: self.ejections.with_label_values(&labels),
+            checks_ok: self.checks.with_label_values(&[upstream, endpoint, "ok"]),
+            checks_failed: self
+                .checks
+                .with_label_values(&[upstream, endpoint, "failed"]),
+        }
+    }
+
+    pub fn retry(&self, upstream: &str, reason: RetryReason) {
+        self.retries
+            .with_label_values(&[upstream, reason.as_str()])
+            .inc();
+    }
+}
