@@ -49,7 +49,16 @@ impl Watch {
         head: &Parts,
         start: Instant,
     ) -> Option<Box<Watch>> {
-        let format = Format::from_content_type(head.headers.get(header::CONTENT_TYPE));
+        // Compressed bytes carry nothing readable: such bodies are relayed unobserved.
+        let encoded = head
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let format = if encoded {
+            Format::Other
+        } else {
+            Format::from_content_type(head.headers.get(header::CONTENT_TYPE))
+        };
         let stream = matches!(format, Format::Sse);
         let usage = gw.config.accounting.tokens && !matches!(format, Format::Other);
         let learn = match &gw.affinity {
