@@ -75,9 +75,8 @@ pub struct StreamMetrics {
 pub struct RouteStreamMetrics {
     tokens: [IntCounter; 4],
     pub ttft: Histogram,
-    streams: IntCounterVec,
-    route: String,
-    upstream: String,
+    /// Outcome counters, in `StreamOutcome::ALL` order; resolved for streams only.
+    streams: Option<[IntCounter; 3]>,
 }
 
 impl RouteStreamMetrics {
@@ -88,9 +87,9 @@ impl RouteStreamMetrics {
     }
 
     pub fn stream_done(&self, outcome: StreamOutcome) {
-        self.streams
-            .with_label_values(&[&self.route, &self.upstream, outcome.as_str()])
-            .inc();
+        if let Some(streams) = &self.streams {
+            streams[outcome as usize].inc();
+        }
     }
 }
 
@@ -131,7 +130,8 @@ impl StreamMetrics {
         })
     }
 
-    pub fn for_route(&self, route: &str, upstream: &str) -> RouteStreamMetrics {
+    /// Handles for one response; `stream` also resolves the stream-outcome counters.
+    pub fn for_route(&self, route: &str, upstream: &str, stream: bool) -> RouteStreamMetrics {
         let tokens = TokenKind::ALL.map(|k| {
             self.tokens
                 .with_label_values(&[route, upstream, k.as_str()])
@@ -139,9 +139,12 @@ impl StreamMetrics {
         RouteStreamMetrics {
             tokens,
             ttft: self.ttft.with_label_values(&[route, upstream]),
-            streams: self.streams.clone(),
-            route: route.to_owned(),
-            upstream: upstream.to_owned(),
+            streams: stream.then(|| {
+                StreamOutcome::ALL.map(|o| {
+                    self.streams
+                        .with_label_values(&[route, upstream, o.as_str()])
+                })
+            }),
         }
     }
 }

@@ -88,7 +88,7 @@ impl Watch {
         Some(Box::new(Watch {
             observer: Observer::new(format, want),
             stream,
-            metrics: gw.metrics.streams.for_route(route, upstream.name()),
+            metrics: gw.metrics.streams.for_route(route, upstream.name(), stream),
             learn,
             start,
         }))
