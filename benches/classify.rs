@@ -163,6 +163,48 @@ fn heads(c: &mut Criterion) {
     });
 }
 
+/// Path templating for metric labels: a concrete path with ids to its bounded route label
+/// (`/v1/threads/{id}/runs/{id}`), as every request's metrics need it.
+fn route_templates(c: &mut Criterion) {
+    let classifier = Classifier::new(settings(Vec::new()));
+    let headers = HeaderMap::new();
+    let mut group = c.benchmark_group("route_template");
+    for (name, method, path) in [
+        ("chat_completions", Method::POST, "/v1/chat/completions"),
+        (
+            "response_input_items",
+            Method::GET,
+            "/v1/responses/resp_68af4030592c81938ec0a5fbab4a3e9f/input_items?limit=20",
+        ),
+        (
+            "thread_run_step",
+            Method::GET,
+            "/v1/threads/thread_abc123/runs/run_def456/steps/step_789",
+        ),
+        (
+            "file_content",
+            Method::GET,
+            "/v1/files/file-XjGxS3KTG0uNmNOK362iJua3/content",
+        ),
+        (
+            "azure_deployment_chat",
+            Method::POST,
+            "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21",
+        ),
+        ("unknown", Method::GET, "/v1/not/a/known/path/at/all"),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let route = classifier
+                    .inspect(&method, black_box(path), &headers)
+                    .route();
+                classifier.route_label(route).len()
+            })
+        });
+    }
+    group.finish();
+}
+
 /// 50 operator rules, each with a path, a header and (every other one) a body condition; none
 /// match the benchmarked request, so all 50 are evaluated before the built-ins.
 fn operator_rules(c: &mut Criterion) {
@@ -213,5 +255,5 @@ fn operator_rules(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bodies, heads, operator_rules);
+criterion_group!(benches, bodies, heads, route_templates, operator_rules);
 criterion_main!(benches);

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use crate::affinity::{AffinityError, AffinitySettings, AffinityTable, StoreSettings};
-use crate::classify::Classifier;
+use crate::classify::{Class, Classifier, RouteId};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics, RouteMetricsTable};
 use crate::policy::{MissingUpstream, Policy};
 use crate::upstream::auth::AuthError;
 
@@ -16,6 +16,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The learned id -> endpoint table; `None` until `start` connects it (and in `explain`).
     pub affinity: Option<Arc<AffinityTable>>,
+    /// Metric handles per (route, class), resolved on first use.
+    routes: RouteMetricsTable,
 }
 
 /// The gateway's state could not be built.
@@ -34,12 +36,24 @@ impl Gateway {
     pub fn new(config: Config, metrics: Arc<Metrics>) -> Result<Gateway, GatewayError> {
         let classifier = Classifier::new(config.classifier.clone());
         let policy = Policy::new(&config, &metrics)?;
+        let routes = RouteMetricsTable::new(classifier.route_labels().count());
         Ok(Gateway {
             config,
             classifier,
             policy,
             metrics,
             affinity: None,
+            routes,
+        })
+    }
+
+    /// The metric handles of requests on `route` decided `class`.
+    pub fn route_metrics(&self, route: RouteId, class: Class) -> &RouteMetrics {
+        self.routes.get(&self.metrics, route, class, |route| {
+            (
+                self.classifier.route_label(route),
+                self.policy.upstream_for(class).name(),
+            )
         })
     }
 

@@ -44,6 +44,7 @@ pub mod mock;
 pub mod observe;
 pub mod policy;
 pub mod proxy;
+pub mod runtime;
 pub mod server;
 pub mod tls;
 pub mod upstream;

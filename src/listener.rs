@@ -31,6 +31,7 @@ use crate::server::DRAIN_TIMEOUT;
 
 /// What a TLS listener needs beyond TCP: the acceptor, the handshake deadline and the
 /// counter of failed handshakes.
+#[derive(Clone)]
 pub(crate) struct TlsSettings {
     pub(crate) acceptor: TlsAcceptor,
     /// A client must finish the handshake within this (`limits.header_read_timeout`).

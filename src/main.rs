@@ -52,8 +52,13 @@ fn print_or_fail<E: std::fmt::Display>(result: Result<String, E>) -> ExitCode {
     }
 }
 
+/// Run a command on the control runtime. Serving clients happens on the worker threads
+/// (`runtime.rs`, `server.workers`); this runtime only starts them and runs the admin
+/// listener, signals, health checks and credential refresh, so one thread is plenty.
 fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("switchyard-control")
         .enable_all()
         .build()
     {

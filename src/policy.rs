@@ -32,7 +32,7 @@ impl Policy {
             config
                 .upstreams
                 .get(i)
-                .map(|u| UpstreamClient::new(u, metrics))
+                .map(|u| UpstreamClient::new(u, metrics, config.server.workers))
                 .ok_or(MissingUpstream(i))
         };
         Ok(Policy {

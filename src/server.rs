@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, SetRequestIdLayer};
+use tower_http::request_id::SetRequestIdLayer;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
@@ -23,7 +23,9 @@ use crate::gateway::Gateway;
 use crate::gateway::GatewayError;
 use crate::listener;
 use crate::metrics::Metrics;
+use crate::proxy::headers::MakeRequestId;
 use crate::proxy::ProxyService;
+use crate::runtime::Workers;
 
 /// How long in-flight requests get to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,6 +45,8 @@ pub enum StartupError {
     Gateway(#[from] GatewayError),
     #[error("no client listener: set server.listen or [server.tls]")]
     NoListener,
+    #[error("cannot start the worker threads (server.workers): {0}")]
+    Workers(std::io::Error),
 }
 
 /// A running gateway: its bound addresses and the means to stop it.
@@ -56,6 +60,7 @@ pub struct ServerHandle {
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    workers: Workers,
 }
 
 impl ServerHandle {
@@ -68,6 +73,7 @@ impl ServerHandle {
         self.ready.store(false, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        self.workers.wait().await;
     }
 }
 
@@ -114,7 +120,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         // Every request gets an id before anything logs or forwards it; a client's own
         // `x-request-id` is kept so that its traces line up with ours. The proxy puts it on
         // every response (over a provider's own), so no propagation layer is needed.
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestId))
         // classify → decide → forward → record (see proxy/mod.rs).
         .service(ProxyService::new(gateway.clone()));
     let proxy_service = TowerToHyperService::new(proxy_service);
@@ -140,41 +146,49 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         .header_read_timeout(Duration::from_secs(10));
 
     let (shutdown, rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    if let Some(bound) = plain {
+    // The client listeners, served by every worker thread (see runtime.rs).
+    let tls_settings = match &tls {
+        Some((bound, t)) => {
+            tracing::info!(
+                listener = "tls",
+                addr = %bound.addr,
+                protocols = "HTTP/1.1, h2 (ALPN)",
+                mtls = if t.client_auth { "on (client certificate required)" } else { "off" },
+                cert = %t.cert.display(),
+                "serving clients"
+            );
+            Some(listener::TlsSettings {
+                acceptor: TlsAcceptor::from(t.config.clone()),
+                handshake_timeout: cfg.limits.header_read_timeout,
+                metrics: metrics.clone(),
+            })
+        }
+        None => None,
+    };
+    if let Some(bound) = &plain {
         tracing::info!(listener = "plain", addr = %bound.addr, protocols = "HTTP/1.1, h2c", "serving clients");
-        tasks.spawn(listener::accept_loop(
-            "proxy",
-            bound.listener,
-            None,
-            proxy_builder.clone(),
-            proxy_service.clone(),
-            rx.clone(),
-        ));
     }
-    if let Some((bound, t)) = tls {
-        tracing::info!(
-            listener = "tls",
-            addr = %bound.addr,
-            protocols = "HTTP/1.1, h2 (ALPN)",
-            mtls = if t.client_auth { "on (client certificate required)" } else { "off" },
-            cert = %t.cert.display(),
-            "serving clients"
-        );
-        let settings = listener::TlsSettings {
-            acceptor: TlsAcceptor::from(t.config.clone()),
-            handshake_timeout: cfg.limits.header_read_timeout,
-            metrics,
-        };
-        tasks.spawn(listener::accept_loop(
-            "proxy-tls",
-            bound.listener,
-            Some(settings),
-            proxy_builder,
-            proxy_service,
-            rx.clone(),
-        ));
+    let plain = plain.map(Bound::into_std).transpose()?;
+    let tls = tls
+        .map(|(bound, _)| bound.into_std())
+        .transpose()?
+        .zip(tls_settings);
+    let mut jobs = Vec::with_capacity(cfg.server.workers);
+    for _ in 0..cfg.server.workers {
+        jobs.push(WorkerJob {
+            plain: plain.as_ref().map(SharedListener::share).transpose()?,
+            tls: match &tls {
+                Some((listener, settings)) => Some((listener.share()?, settings.clone())),
+                None => None,
+            },
+            builder: proxy_builder.clone(),
+            service: proxy_service.clone(),
+            shutdown: rx.clone(),
+        });
     }
+    let workers = Workers::spawn(jobs, serve_worker).map_err(StartupError::Workers)?;
+    tracing::info!(workers = workers.len(), "worker threads started");
+    let mut tasks = JoinSet::new();
     tasks.spawn(listener::accept_loop(
         "admin",
         admin.listener,
@@ -214,12 +228,14 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         ready,
         shutdown,
         tasks,
+        workers,
     })
 }
 
 /// A bound listener and its real address (with the port the OS picked for port 0).
 struct Bound {
     listener: TcpListener,
+    key: &'static str,
     addr: SocketAddr,
 }
 
@@ -228,6 +244,109 @@ impl Bound {
         let error = |source| StartupError::Bind { key, addr, source };
         let listener = TcpListener::bind(addr).await.map_err(error)?;
         let addr = listener.local_addr().map_err(error)?;
-        Ok(Bound { listener, addr })
+        Ok(Bound {
+            listener,
+            key,
+            addr,
+        })
+    }
+
+    /// The socket, taken off this runtime so that worker threads can share it.
+    fn into_std(self) -> Result<SharedListener, StartupError> {
+        let Bound {
+            listener,
+            key,
+            addr,
+        } = self;
+        let listener =
+            listener
+                .into_std()
+                .map_err(|source| StartupError::Bind { key, addr, source })?;
+        Ok(SharedListener {
+            listener,
+            key,
+            addr,
+        })
+    }
+}
+
+/// A listening socket that every worker accepts on: each gets its own descriptor of it
+/// (`dup`), registered with its own event loop; whichever worker is idle accepts first.
+struct SharedListener {
+    listener: std::net::TcpListener,
+    key: &'static str,
+    addr: SocketAddr,
+}
+
+impl SharedListener {
+    fn share(&self) -> Result<std::net::TcpListener, StartupError> {
+        self.listener
+            .try_clone()
+            .map_err(|source| StartupError::Bind {
+                key: self.key,
+                addr: self.addr,
+                source,
+            })
+    }
+}
+
+/// What one worker thread serves.
+struct WorkerJob<S> {
+    plain: Option<std::net::TcpListener>,
+    tls: Option<(std::net::TcpListener, listener::TlsSettings)>,
+    builder: auto::Builder<TokioExecutor>,
+    service: S,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// One worker: accept on its descriptors of the client listeners until shutdown, then drain.
+async fn serve_worker<S>(job: WorkerJob<S>)
+where
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<crate::proxy::body::ProxyBody>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let register = |listener: std::net::TcpListener| match TcpListener::from_std(listener) {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            tracing::error!(error = %e, "a worker cannot register a listener; it serves without it");
+            None
+        }
+    };
+    let plain = job.plain.and_then(register).map(|listener| {
+        listener::accept_loop(
+            "proxy",
+            listener,
+            None,
+            job.builder.clone(),
+            job.service.clone(),
+            job.shutdown.clone(),
+        )
+    });
+    let tls = job.tls.and_then(|(listener, settings)| {
+        register(listener).map(|listener| {
+            listener::accept_loop(
+                "proxy-tls",
+                listener,
+                Some(settings),
+                job.builder,
+                job.service,
+                job.shutdown,
+            )
+        })
+    });
+    match (plain, tls) {
+        (Some(plain), Some(tls)) => {
+            tokio::join!(plain, tls);
+        }
+        (Some(plain), None) => plain.await,
+        (None, Some(tls)) => tls.await,
+        (None, None) => {}
     }
 }

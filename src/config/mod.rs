@@ -61,6 +61,8 @@ pub struct Server {
     pub base_path: String,
     /// Add `x-switchyard-class`, `-upstream` and `-rule` to every response.
     pub decision_headers: bool,
+    /// Threads serving clients, each with its own event loop and upstream connection pools.
+    pub workers: usize,
 }
 
 /// `[server.tls]`: a TLS listener (HTTP/1.1 and h2 by ALPN), optionally requiring client
@@ -393,6 +395,8 @@ pub mod defaults {
 
     /// Client-facing API base path.
     pub const BASE_PATH: &str = "/v1";
+    /// Most worker threads `server.workers` may ask for (the default is one per CPU).
+    pub const MAX_WORKERS: usize = 256;
     /// Admin listener address.
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
     /// 32 MiB, in bytes.

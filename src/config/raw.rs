@@ -38,6 +38,7 @@ pub(super) struct RawServer {
     pub listen: Option<String>,
     pub base_path: Option<String>,
     pub decision_headers: Option<bool>,
+    pub workers: Option<i64>,
     pub tls: Option<RawServerTls>,
 }
 

@@ -478,3 +478,36 @@ fn missing_file_names_the_path() {
         "{e}"
     );
 }
+
+#[test]
+fn workers_default_to_one_per_cpu_and_accept_1_to_256() {
+    let c = load(MINIMAL).unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(c.server.workers, cpus.min(defaults::MAX_WORKERS));
+    for n in [1, 3, 256] {
+        let text = MINIMAL.replacen(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"127.0.0.1:8080\"\nworkers = {n}"),
+            1,
+        );
+        assert_eq!(load(&text).unwrap().server.workers, n);
+    }
+    for (bad, shown) in [("0", "0"), ("257", "257"), ("-2", "-2")] {
+        let e = error_with(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"127.0.0.1:8080\"\nworkers = {bad}"),
+        );
+        assert_eq!(
+            e,
+            format!("server.workers = {shown}: must be a whole number from 1 to 256 (omit it for one per CPU)"),
+        );
+    }
+    let e = error_with(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"127.0.0.1:8080\"\nworkers = \"four\"",
+    );
+    assert!(
+        e.contains("workers = \"four\"") && e.contains("expected i64"),
+        "{e}"
+    );
+}

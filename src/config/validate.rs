@@ -162,7 +162,32 @@ fn server(raw: &RawServer) -> Result<Server, ConfigError> {
         tls,
         base_path: base_path(raw.base_path.as_deref())?,
         decision_headers: raw.decision_headers.unwrap_or(true),
+        workers: workers(raw.workers)?,
     })
+}
+
+/// `server.workers`: 1 to [`defaults::MAX_WORKERS`]; by default one per CPU the process may
+/// use.
+fn workers(raw: Option<i64>) -> Result<usize, ConfigError> {
+    let Some(n) = raw else {
+        return Ok(std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(defaults::MAX_WORKERS));
+    };
+    usize::try_from(n)
+        .ok()
+        .filter(|n| (1..=defaults::MAX_WORKERS).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                "server.workers",
+                &n.to_string(),
+                &format!(
+                    "must be a whole number from 1 to {} (omit it for one per CPU)",
+                    defaults::MAX_WORKERS
+                ),
+            )
+        })
 }
 
 /// A TLS file problem as a config error: the key, the file, the problem.

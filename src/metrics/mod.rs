@@ -13,11 +13,13 @@ use crate::classify::Class;
 
 mod affinity;
 mod pool;
+mod route;
 mod streams;
 mod websocket;
 
 pub use affinity::AffinityMetrics;
 pub use pool::{EndpointMetrics, PoolMetrics, RetryReason};
+pub use route::{RouteMetrics, RouteMetricsTable};
 pub use streams::{RouteStreamMetrics, StreamMetrics, StreamOutcome, TokenKind};
 pub use websocket::WebSocketMetrics;
 

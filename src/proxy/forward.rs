@@ -318,6 +318,15 @@ async fn for_endpoint(
         .auth
         .apply(method, &adapted.uri, &mut headers, bytes)
         .map_err(ProxyError::UpstreamAuth)?;
+    // HTTP/1.1 needs `Host`; set it here from the endpoint's ready-made value (signing above
+    // covered the same authority) instead of letting hyper format one per request.
+    if upstream.version() == http::Version::HTTP_11
+        && adapted.uri.authority() == Some(&endpoint.url.authority)
+    {
+        if let Some(host) = &endpoint.host {
+            headers.insert(header::HOST, host.clone());
+        }
+    }
     let mut req = Request::new(());
     *req.method_mut() = method.clone();
     *req.uri_mut() = adapted.uri;

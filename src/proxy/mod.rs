@@ -146,11 +146,9 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         Ok(prepared) => prepared,
         Err(error) => return refuse(&gw, pending, Some(&decision), &error, &request_id),
     };
-    let route_label = gw.classifier.route_label(decision.route);
-    let (request_counter, response_counter) =
-        gw.metrics.byte_counters(route_label, upstream.name());
+    let route_metrics = gw.route_metrics(decision.route, decision.class);
     let located = forward::locate(&gw, upstream, decision.class, &prepared).await;
-    let in_flight = InFlight::start(gw.metrics.in_flight(upstream.name()));
+    let in_flight = InFlight::start(route_metrics.in_flight.clone());
     let result = forward::send(
         &gw,
         upstream,
@@ -158,7 +156,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         prepared,
         &located,
         deadline,
-        &request_counter,
+        &route_metrics.request_bytes,
         &mut pending,
     )
     .await;
@@ -170,8 +168,9 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
                 endpoint,
                 load,
             } = forwarded;
-            gw.metrics
-                .first_byte(route_label, upstream.name(), sent.elapsed().as_secs_f64());
+            route_metrics
+                .first_byte
+                .observe(sent.elapsed().as_secs_f64());
             let in_flight = in_flight.with_load(load);
             if let Some(websocket) = websocket {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -193,7 +192,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
                 incoming,
                 timeouts.idle,
                 deadline,
-                response_counter,
+                route_metrics.response_bytes.clone(),
                 record,
                 in_flight,
                 watch,
@@ -220,6 +219,7 @@ async fn classify(
     {
         // CONNECT would tunnel anywhere; TRACE would echo injected credentials back; `post`
         // is an extension method to the classifier but may be POST to an upstream.
+        linger(body);
         return Err(Box::new(Refusal {
             route: RouteId::OTHER,
             error: ProxyError::MethodNotAllowed(parts.method.clone()),
@@ -227,6 +227,7 @@ async fn classify(
     }
     if !parts.uri.path().starts_with('/') {
         // Asterisk-form (`OPTIONS *`) and other non-path targets.
+        linger(body);
         return Err(Box::new(Refusal {
             route: RouteId::OTHER,
             error: ProxyError::BadTarget,
@@ -240,6 +241,7 @@ async fn classify(
     let refuse = |error| Box::new(Refusal { route, error });
     let declared = declared_length(&parts.headers);
     if declared.is_some_and(|len| len > limit) {
+        linger(body);
         return Err(refuse(ProxyError::BodyTooLarge { limit }));
     }
     let settle = |outcome: Result<Decision, Unclassifiable>| {
@@ -259,9 +261,21 @@ async fn classify(
         }),
         Inspection::NeedsBody(pending) => {
             let deadline = start + gw.config.timeouts.request;
-            let bytes = read_body(body, limit, declared, gw.config.timeouts.idle, deadline)
-                .await
-                .map_err(refuse)?;
+            let mut body = body;
+            let read = read_body(
+                &mut body,
+                limit,
+                declared,
+                gw.config.timeouts.idle,
+                deadline,
+            );
+            let bytes = match read.await {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    linger(body);
+                    return Err(refuse(error));
+                }
+            };
             let decision = settle(pending.finish(&gw.classifier, &bytes))?;
             Ok(Classified {
                 decision,
@@ -275,7 +289,7 @@ async fn classify(
 /// `idle` of the last, all of it by `deadline`. Sized from `content-length` when declared, so
 /// the body is copied once; a body that arrives as a single frame is not copied at all.
 async fn read_body(
-    mut body: Incoming,
+    body: &mut Incoming,
     limit: u64,
     declared: Option<u64>,
     idle: Duration,
@@ -303,6 +317,35 @@ async fn read_body(
         buf.extend_from_slice(&data);
     }
     Ok(buf.freeze())
+}
+
+/// How much of a refused request's body is read and discarded, at most.
+const LINGER_BYTES: u64 = 1024 * 1024;
+/// How long a refused request's body is read and discarded, at most.
+const LINGER_FOR: Duration = Duration::from_secs(2);
+
+/// Read and discard what is left of a refused request's body, in the background, while the
+/// refusal is answered: nginx's lingering close. Closing a connection with request bytes
+/// still unread makes the kernel reset it, and a client still sending its body then loses
+/// the 413 (or other refusal) that was written before its own bytes arrived. Bounded in
+/// bytes and time; past either, the connection is closed as before. The first frame read
+/// decides nothing: the body was already refused.
+fn linger(mut body: Incoming) {
+    if body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let until = Instant::now() + LINGER_FOR;
+        let mut read = 0u64;
+        while read < LINGER_BYTES {
+            match tokio::time::timeout_at(until, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    });
 }
 
 /// The body as it goes upstream, counted in `counter`: buffered bytes as they are, an unread
@@ -372,7 +415,14 @@ async fn prepare(
             let limit = gw.config.limits.max_body_bytes;
             let declared = declared_length(&headers);
             let idle = upstream.timeouts().idle;
-            ReadBody::Buffered(read_body(incoming, limit, declared, idle, deadline).await?)
+            let mut incoming = incoming;
+            match read_body(&mut incoming, limit, declared, idle, deadline).await {
+                Ok(bytes) => ReadBody::Buffered(bytes),
+                Err(error) => {
+                    linger(incoming);
+                    return Err(error);
+                }
+            }
         }
         body => body,
     };
@@ -466,7 +516,10 @@ fn decision_headers(gw: &Gateway, headers: &mut HeaderMap, decision: &Decision) 
         gw.policy.upstream_for(decision.class).name_header().clone(),
     );
     headers.insert(RULE_HEADER, label_value(&decision.rule));
-    headers.insert(MARKER_HEADER, label_value(&decision.marker.to_string()));
+    // The formatted marker's buffer becomes the header value (one allocation, not two).
+    let marker = HeaderValue::from_maybe_shared(Bytes::from(decision.marker.to_string()))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    headers.insert(MARKER_HEADER, marker);
 }
 
 /// A method that differs from a standard one only in case (`post`, `Get`). Methods are

@@ -120,13 +120,18 @@ impl Record {
         if let Outcome::UpstreamError(kind) = outcome {
             gw.metrics.upstream_error(upstream, kind);
         }
-        gw.metrics.request_done(
-            route,
-            class,
-            upstream,
-            self.status.as_str(),
-            elapsed.as_secs_f64(),
-        );
+        match &self.decision {
+            Some(d) => gw
+                .route_metrics(self.route, d.class)
+                .done(self.status, elapsed.as_secs_f64()),
+            None => gw.metrics.request_done(
+                route,
+                class,
+                upstream,
+                self.status.as_str(),
+                elapsed.as_secs_f64(),
+            ),
+        }
         if gw.config.log.access_log {
             let request_id = self
                 .request_id

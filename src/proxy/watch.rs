@@ -34,7 +34,7 @@ pub struct Watch {
     observer: Observer,
     /// An SSE stream (counted in `switchyard_streams_total`).
     stream: bool,
-    metrics: RouteStreamMetrics,
+    metrics: Arc<RouteStreamMetrics>,
     learn: Option<Learn>,
     start: Instant,
 }
@@ -84,11 +84,12 @@ impl Watch {
             ids: learn.is_some(),
             first_token: stream,
         };
-        let route = gw.classifier.route_label(decision.route);
         Some(Box::new(Watch {
             observer: Observer::new(format, want),
             stream,
-            metrics: gw.metrics.streams.for_route(route, upstream.name(), stream),
+            metrics: gw
+                .route_metrics(decision.route, decision.class)
+                .streams(stream),
             learn,
             start,
         }))

@@ -5,12 +5,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -21,16 +23,25 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Connector {
     inner: HttpsConnector<HttpConnector>,
     timeout: Duration,
+    alerts: LateAlerts,
 }
 
 impl Connector {
-    pub fn new(inner: HttpsConnector<HttpConnector>, timeout: Duration) -> Connector {
-        Connector { inner, timeout }
+    pub fn new(
+        inner: HttpsConnector<HttpConnector>,
+        timeout: Duration,
+        alerts: LateAlerts,
+    ) -> Connector {
+        Connector {
+            inner,
+            timeout,
+            alerts,
+        }
     }
 }
 
 impl tower::Service<Uri> for Connector {
-    type Response = MaybeHttpsStream<TokioIo<TcpStream>>;
+    type Response = Recorded;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -41,15 +52,167 @@ impl tower::Service<Uri> for Connector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connecting = self.inner.call(uri);
         let timeout = self.timeout;
+        let alerts = self.alerts.clone();
         Box::pin(async move {
             match tokio::time::timeout(timeout, connecting).await {
-                Ok(result) => result,
-                // `TimedOut` is what `classify_error` reports as a connect timeout.
+                Ok(Ok(stream)) => Ok(Recorded {
+                    inner: stream,
+                    alerts,
+                }),
+                Ok(Err(e)) => Err(e),
                 Err(_) => Err(Box::new(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("connecting (TCP and TLS handshake) took longer than {timeout:?}"),
                 )) as BoxError),
             }
         })
+    }
+}
+
+/// The last fatal TLS alert one of an upstream's connections failed with.
+///
+/// Under TLS 1.3 a server judges the client certificate after the client's handshake has
+/// ended, so its refusal (`CertificateRequired`, `UnknownCA`, …) arrives after the connection
+/// was handed to hyper. When hyper meets it before the connection took the request (a read
+/// while idle, or a write into the closed socket), it reports the request only as canceled
+/// or as a broken pipe, without the cause; the cause is kept here so that the error can
+/// still say what the upstream refused. A request notes [`LateAlerts::mark`] before it is
+/// sent and asks [`LateAlerts::since`] only if it failed: one relaxed atomic load on the
+/// request path, the lock only when a connection failed.
+#[derive(Clone, Default)]
+pub struct LateAlerts(Arc<Alerts>);
+
+#[derive(Default)]
+struct Alerts {
+    /// How many alerts were recorded.
+    seq: AtomicU64,
+    last: Mutex<Option<String>>,
+}
+
+impl LateAlerts {
+    fn record(&self, alert: String) {
+        if let Ok(mut last) = self.0.last.lock() {
+            *last = Some(alert);
+            self.0.seq.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Where the record stands before a request is sent.
+    pub fn mark(&self) -> u64 {
+        self.0.seq.load(Ordering::Acquire)
+    }
+
+    /// The alert a connection failed with after `mark`, if any did.
+    pub fn since(&self, mark: u64) -> Option<String> {
+        if self.0.seq.load(Ordering::Acquire) == mark {
+            return None;
+        }
+        self.0.last.lock().ok()?.clone()
+    }
+}
+
+/// An upstream connection whose TLS alerts are recorded in its upstream's [`LateAlerts`].
+pub struct Recorded {
+    inner: MaybeHttpsStream<TokioIo<TcpStream>>,
+    alerts: LateAlerts,
+}
+
+impl Connection for Recorded {
+    fn connected(&self) -> Connected {
+        self.inner.connected()
+    }
+}
+
+impl Recorded {
+    /// A write failed because the server closed the connection (it refused the client
+    /// certificate and hung up): the alert it sent first may still be waiting unread. Read
+    /// it, so that it is recorded. The read goes straight to the socket (non-blocking), since
+    /// tokio only reads once its event loop has seen the socket readable, which it has not
+    /// yet.
+    fn after_write<T>(&mut self, result: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if let Poll::Ready(Err(e)) = &result {
+            let closed = matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            );
+            if closed {
+                self.salvage_alert();
+            }
+        }
+        result
+    }
+}
+
+impl Recorded {
+    fn salvage_alert(&mut self) {
+        use std::io::Read as _;
+        let MaybeHttpsStream::Https(tls) = &mut self.inner else {
+            return;
+        };
+        let (tcp, conn) = tls.inner_mut().get_mut();
+        let mut buf = [0u8; 512];
+        let socket = socket2::SockRef::from(tcp.inner().inner());
+        let Ok(n) = (&*socket).read(&mut buf) else {
+            return;
+        };
+        let mut received = buf.get(..n).unwrap_or_default();
+        while !received.is_empty() {
+            if !matches!(conn.read_tls(&mut received), Ok(1..)) {
+                return;
+            }
+            if let Err(rustls::Error::AlertReceived(alert)) = conn.process_new_packets() {
+                self.alerts.record(format!("{alert:?}"));
+                return;
+            }
+        }
+    }
+}
+
+impl hyper::rt::Read for Recorded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Err(e)) = &result {
+            if let Some(alert) = super::late_tls_alert(e) {
+                self.alerts.record(alert);
+            }
+        }
+        result
+    }
+}
+
+impl hyper::rt::Write for Recorded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.after_write(result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.after_write(result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        self.after_write(result)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -30,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use self::connect::Connector;
+use self::connect::{Connector, LateAlerts};
 use crate::config::{AzureClassic, ModelMap, Timeouts, Upstream, UpstreamKind};
 use crate::metrics::Metrics;
 use crate::proxy::body::{BodyLimitExceeded, ClientBodyError, UpstreamBody};
@@ -112,6 +112,8 @@ pub struct UpstreamClient {
     pool: Arc<Pool>,
     /// HTTP/1.1-only client for WebSocket handshakes.
     upgrade_client: Client<Connector, UpstreamBody>,
+    /// TLS alerts that ended this upstream's connections, for requests canceled by them.
+    alerts: LateAlerts,
     retries: u32,
     active_health: Option<crate::config::ActiveHealth>,
     /// What credentials the gateway adds, for startup logs (never the secret).
@@ -122,7 +124,10 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
-    pub fn new(cfg: &Upstream, metrics: &Metrics) -> UpstreamClient {
+    /// A client for `cfg` with one connection pool per worker thread (`workers`) plus one for
+    /// every other thread (health checks), so that a connection is only ever used by the
+    /// thread whose event loop drives it.
+    pub fn new(cfg: &Upstream, metrics: &Metrics, workers: usize) -> UpstreamClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.timeouts.connect));
         connector.set_nodelay(true);
@@ -145,8 +150,10 @@ impl UpstreamClient {
         } else {
             builder.enable_all_versions().wrap_connector(connector)
         };
-        let connector = Connector::new(connector, cfg.timeouts.connect);
-        let upgrade_connector = Connector::new(upgrade_connector, cfg.timeouts.connect);
+        let alerts = LateAlerts::default();
+        let connector = Connector::new(connector, cfg.timeouts.connect, alerts.clone());
+        let upgrade_connector =
+            Connector::new(upgrade_connector, cfg.timeouts.connect, alerts.clone());
         let upgrade_client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -159,13 +166,16 @@ impl UpstreamClient {
                 "danger_accept_invalid_certs = true: the upstream's certificate is NOT verified; never use this outside local testing"
             );
         }
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
-            .http2_only(cfg.http2)
-            .build(connector);
+            .http2_only(cfg.http2);
+        let clients: Box<[_]> = (0..=workers)
+            .map(|_| builder.build(connector.clone()))
+            .collect();
         let name_header = HeaderValue::from_str(&cfg.name)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         let version = if cfg.http2 {
@@ -178,7 +188,7 @@ impl UpstreamClient {
             .iter()
             .map(|(n, v)| (n.clone(), v.0.clone()))
             .collect();
-        let pool = Pool::new(cfg, client, set_headers.clone(), version, metrics);
+        let pool = Pool::new(cfg, clients, set_headers.clone(), version, metrics);
         UpstreamClient {
             name: cfg.name.clone(),
             name_header,
@@ -188,6 +198,7 @@ impl UpstreamClient {
             timeouts: cfg.timeouts,
             pool: Arc::new(pool),
             upgrade_client,
+            alerts,
             retries: cfg.retries,
             active_health: cfg.health.active.clone(),
             auth_description: cfg.auth.describe(),
@@ -195,6 +206,11 @@ impl UpstreamClient {
             models: cfg.models.clone(),
             azure_classic: cfg.azure_classic.clone(),
         }
+    }
+
+    /// The HTTP version requests to this upstream are sent with (HTTP/2 when `http2`).
+    pub fn version(&self) -> Version {
+        self.version
     }
 
     /// Load every endpoint's credentials and start the health checker, if configured.
@@ -315,6 +331,7 @@ impl UpstreamClient {
         uploaded: Option<oneshot::Receiver<()>>,
         deadline: Instant,
     ) -> Result<(Response<Incoming>, Instant), SendError> {
+        let alerts = self.alerts.mark();
         // `prepare_headers` keeps `Upgrade` only on a WebSocket handshake the proxy relays.
         let response = if req.headers().contains_key(header::UPGRADE) {
             *req.version_mut() = Version::HTTP_11;
@@ -330,7 +347,7 @@ impl UpstreamClient {
                     // The upstream answered before the upload ended (an early error, say).
                     return result
                         .map(|r| (r, Instant::now()))
-                        .map_err(|e| self.classify_error(&e));
+                        .map_err(|e| self.classify_error(&e, alerts));
                 }
                 // Sent, or the body was dropped because the exchange failed: either way the
                 // response future now settles on its own terms.
@@ -343,7 +360,7 @@ impl UpstreamClient {
         let by_budget = sent + budget;
         match tokio::time::timeout_at(by_budget.min(deadline), &mut response).await {
             Ok(Ok(resp)) => Ok((resp, sent)),
-            Ok(Err(e)) => Err(self.classify_error(&e)),
+            Ok(Err(e)) => Err(self.classify_error(&e, alerts)),
             Err(_) if deadline < by_budget => {
                 Err(SendError::Upstream(UpstreamError::RequestTimeout {
                     upstream: self.name.clone(),
@@ -356,7 +373,8 @@ impl UpstreamClient {
         }
     }
 
-    fn classify_error(&self, e: &hyper_util::client::legacy::Error) -> SendError {
+    /// Why a send failed; `alerts` is [`LateAlerts::mark`] from before it was sent.
+    fn classify_error(&self, e: &hyper_util::client::legacy::Error, alerts: u64) -> SendError {
         use std::error::Error as _;
         let mut source = e.source();
         while let Some(err) = source {
@@ -392,6 +410,15 @@ impl UpstreamClient {
                 }
             }
             source = err.source();
+        }
+        if let Some(alert) = self.alerts.since(alerts) {
+            // A connection of this upstream failed with a TLS alert while this request was
+            // being sent, and the request failed without a cause of its own (see
+            // `connect::LateAlerts`): the alert is why.
+            return SendError::Upstream(UpstreamError::Tls {
+                upstream: self.name.clone(),
+                detail: alert_hint(&alert, &self.name),
+            });
         }
         let upstream = self.name.clone();
         let detail = error_chain(e);

@@ -32,6 +32,9 @@ pub struct Endpoint {
     pub weight: u32,
     pub auth: Auth,
     pub state: EndpointState,
+    /// The `Host` header of HTTP/1.1 requests to this endpoint, made once (hyper would format
+    /// it for every request).
+    pub host: Option<HeaderValue>,
     /// Requests sent and not yet finished (their response body has not ended).
     load: Arc<AtomicU32>,
     metrics: EndpointMetrics,
@@ -89,7 +92,9 @@ pub struct Pool {
     ring: Option<Ring>,
     health: Health,
     epoch: Instant,
-    client: Client<Connector, UpstreamBody>,
+    /// One client (one connection pool) per thread slot: index 0 for threads that are not
+    /// workers, `1..=workers` for worker threads (`runtime::slot`).
+    clients: Box<[Client<Connector, UpstreamBody>]>,
     set_headers: Vec<(HeaderName, HeaderValue)>,
     version: Version,
 }
@@ -97,7 +102,7 @@ pub struct Pool {
 impl Pool {
     pub fn new(
         cfg: &Upstream,
-        client: Client<Connector, UpstreamBody>,
+        clients: Box<[Client<Connector, UpstreamBody>]>,
         set_headers: Vec<(HeaderName, HeaderValue)>,
         version: Version,
         metrics: &Metrics,
@@ -111,6 +116,7 @@ impl Pool {
                 weight: ep.weight,
                 auth: Auth::new(&cfg.name, &ep.auth),
                 state: EndpointState::new(),
+                host: host_header(&ep.url),
                 load: Arc::new(AtomicU32::new(0)),
                 metrics: metrics.pool.endpoint(&cfg.name, &ep.name),
             })
@@ -127,7 +133,7 @@ impl Pool {
             ring,
             health: cfg.health.clone(),
             epoch: Instant::now(),
-            client,
+            clients,
             set_headers,
             version,
         }
@@ -155,8 +161,12 @@ impl Pool {
         &self.endpoints[index.min(self.endpoints.len() - 1)].metrics
     }
 
+    /// The calling thread's client: its connections are driven by this thread's event loop.
     pub(super) fn client(&self) -> &Client<Connector, UpstreamBody> {
-        &self.client
+        let slot = crate::runtime::slot();
+        // `clients` is never empty (slot 0 always exists); a slot beyond it cannot happen
+        // but would share slot 0's pool rather than fail.
+        self.clients.get(slot).unwrap_or_else(|| &self.clients[0])
     }
 
     pub(super) fn set_headers(&self) -> &[(HeaderName, HeaderValue)] {
@@ -270,5 +280,20 @@ impl Pool {
         for e in self.endpoints.iter() {
             e.metrics.set_up(e.state.usable(now));
         }
+    }
+}
+
+/// `Host` as hyper derives it from an absolute URI: the host, and the port unless it is the
+/// scheme's default (443 for https, 80 otherwise).
+fn host_header(url: &UpstreamUrl) -> Option<HeaderValue> {
+    let host = url.authority.host();
+    let default = if url.scheme == http::uri::Scheme::HTTPS {
+        443
+    } else {
+        80
+    };
+    match url.authority.port_u16() {
+        Some(port) if port != default => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
     }
 }
