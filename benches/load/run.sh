@@ -4,14 +4,28 @@
 #
 #   bash benches/load/run.sh
 #
-# Loopback only, bounded (about 3 minutes after the build on a 2-core machine). Installs `wrk`,
+# Measured per target: saturation throughput (wrk), latency at concurrency 1 (wrk -c1), latency
+# at a fixed request rate (open loop with coordinated-omission correction, like wrk2:
+# `examples/load_client.rs rate`), 1 MiB bodies, SSE time to first byte (curl), CPU per 10k
+# requests, RSS; and once at the end, the memory of holding many idle SSE streams open
+# (`examples/load_client.rs hold`). For that last test the proxies are second, fresh instances:
+# Switchyard with an HTTP/2 cleartext upstream (`http2 = true`: 10k client connections plus
+# 10k HTTP/1.1 upstream connections would not fit in one process's open-file limit), nginx with
+# room for 10k streams per worker (`worker_connections`, `worker_rlimit_nofile`).
+#
+# Loopback only, bounded (about 4 minutes after the build on a 2-core machine). Installs `wrk`,
 # `nginx-light` (or `nginx`), `jq` and `curl` from the OS packages if missing (root or
 # passwordless sudo; nginx is skipped with a note when it cannot be installed), builds the
-# gateway and `examples/load_upstream.rs` in release mode, and stops everything it started on
-# exit, even on failure. Results: target/load/results.md and target/load/results.json.
+# gateway, `examples/load_upstream.rs` and `examples/load_client.rs` in release mode, and stops
+# everything it started on exit, even on failure. Results: target/load/results.md and
+# target/load/results.json.
 #
-# Knobs (environment): LOAD_DURATION (seconds per wrk run, default 5), LOAD_ROUNDS (default 2),
-# LOAD_SSE_REQUESTS (curl requests per SSE measurement, default 50), LOAD_SKIP_BUILD=1.
+# Knobs (environment): LOAD_DURATION (seconds per wrk or fixed-rate run, default 5),
+# LOAD_ROUNDS (default 2), LOAD_SSE_REQUESTS (curl requests per SSE measurement, default 50),
+# LOAD_RATE (requests per second of the fixed-rate test, default 10000), LOAD_RATE_CONNECTIONS
+# (its keep-alive connections, default 32), LOAD_IDLE_STREAMS (idle streams held open at once,
+# default 10000; 0 skips the test), LOAD_IDLE_OPEN_TIMEOUT (seconds allowed to open them, per
+# target, default 25), LOAD_SKIP_BUILD=1.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -20,6 +34,12 @@ OUT=$ROOT/target/load
 DURATION=${LOAD_DURATION:-5}
 ROUNDS=${LOAD_ROUNDS:-2}
 SSE_N=${LOAD_SSE_REQUESTS:-50}
+RATE=${LOAD_RATE:-10000}
+RATE_CONNS=${LOAD_RATE_CONNECTIONS:-32}
+IDLE_N=${LOAD_IDLE_STREAMS:-10000}
+IDLE_OPEN_TIMEOUT=${LOAD_IDLE_OPEN_TIMEOUT:-25}
+FD_LIMIT=$(ulimit -n)
+FD_HARD_LIMIT=$(ulimit -Hn)
 SAT_CONNS=32
 BIG_CONNS=4
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-load.XXXXXX")
@@ -43,6 +63,7 @@ cleanup() {
     mkdir -p "$OUT/logs"
     cp "$WORK"/*.log "$OUT/logs/" 2>/dev/null || true
     cp "$WORK"/nginx/*.log "$OUT/logs/" 2>/dev/null || true
+    cp "$WORK"/nginx-hold/error.log "$OUT/logs/nginx-hold-error.log" 2>/dev/null || true
     rm -rf "$WORK"
     if [ "$rc" -ne 0 ]; then log "failed (exit $rc); process logs kept in $OUT/logs"; fi
     exit "$rc"
@@ -82,18 +103,24 @@ HAVE_CURL=1; command -v curl >/dev/null || { HAVE_CURL=0; skip "SSE time to firs
 [ -n "$NGINX_BIN" ] || skip "nginx column (nginx not installed and not installable here)"
 
 if [ "${LOAD_SKIP_BUILD:-0}" != 1 ]; then
-    log "building the gateway and the load upstream (release)"
-    cargo build --release --quiet --bin switchyard --example load_upstream
+    log "building the gateway, the load upstream and the load client (release)"
+    cargo build --release --quiet --bin switchyard --example load_upstream --example load_client
 fi
 GATEWAY_BIN=$ROOT/target/release/switchyard
 UPSTREAM_BIN=$ROOT/target/release/examples/load_upstream
+CLIENT_BIN=$ROOT/target/release/examples/load_client
+[ -x "$CLIENT_BIN" ] || { log "error: $CLIENT_BIN is missing (build it or drop LOAD_SKIP_BUILD)"; exit 1; }
 
 # ---- helpers ----------------------------------------------------------------------------
 
+# A free port, below the ephemeral range when there is room there (the idle-streams test uses
+# tens of thousands of ephemeral ports, which a connect probe cannot see).
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
-    local p
+    local p lo=20000 span=40000
+    if [ "$EPHEMERAL_LOW" -ge 12000 ]; then lo=10000; span=$((EPHEMERAL_LOW - 10000)); fi
     for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((lo + RANDOM % span))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
     done
     return 1
@@ -134,6 +161,20 @@ status_kb() {
     done
     echo "$total"
 }
+# Open file descriptors summed over the given pids (0 for a pid that is gone).
+fd_count() {
+    local total=0 pid
+    for pid in "$@"; do
+        total=$((total + $(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
+    done
+    echo "$total"
+}
+# Drop a pid from the cleanup list once its process has been waited for.
+forget_pid() {
+    local keep=() pid
+    for pid in "${PIDS[@]}"; do [ "$pid" = "$1" ] || keep+=("$pid"); done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+}
 
 # ---- the upstream -----------------------------------------------------------------------
 
@@ -147,18 +188,20 @@ log "upstream (examples/load_upstream.rs) on $UP_ADDR, pid $UPSTREAM_PID"
 
 # ---- switchyard -------------------------------------------------------------------------
 
-GW_PORT=$(free_port); ADMIN_PORT=$(free_port)
-cat >"$WORK/switchyard.toml" <<TOML
+# switchyard_toml GW_PORT ADMIN_PORT HTTP2 (true|false: h2c to the primary upstream)
+switchyard_toml() {
+    cat <<TOML
 # Generated by benches/load/run.sh. Both upstreams are the same mock (validation requires two
 # different URLs); the benchmark's chat completions are stateless and go to "primary".
 [server]
-listen = "127.0.0.1:$GW_PORT"
+listen = "127.0.0.1:$1"
 
 [admin]
-listen = "127.0.0.1:$ADMIN_PORT"
+listen = "127.0.0.1:$2"
 
 [upstreams.primary]
 url = "http://127.0.0.1:$UP_PORT/v1"
+http2 = $3
 
 [upstreams.secondary]
 url = "http://localhost:$UP_PORT/v1"
@@ -171,6 +214,9 @@ stateful = "secondary"
 level = "warn"
 access_log = false
 TOML
+}
+GW_PORT=$(free_port); ADMIN_PORT=$(free_port)
+switchyard_toml "$GW_PORT" "$ADMIN_PORT" false >"$WORK/switchyard.toml"
 "$GATEWAY_BIN" check --config "$WORK/switchyard.toml" >/dev/null
 "$GATEWAY_BIN" serve --config "$WORK/switchyard.toml" >"$WORK/switchyard.log" 2>&1 &
 GW_PID=$!; PIDS+=("$GW_PID")
@@ -179,22 +225,23 @@ log "switchyard on 127.0.0.1:$GW_PORT, pid $GW_PID"
 
 # ---- nginx ------------------------------------------------------------------------------
 
-NGINX_PORT=""; NGINX_PID=""; NGINX_WORKERS=()
-if [ -n "$NGINX_BIN" ]; then
-    NGINX_PORT=$(free_port)
-    mkdir -p "$WORK/nginx/tmp"
-    temp_paths="client_body_temp_path $WORK/nginx/tmp/body; proxy_temp_path $WORK/nginx/tmp/proxy;"
+# nginx_conf DIR PORT WORKER_CONNECTIONS [MAIN_DIRECTIVES]: an nginx.conf under DIR.
+nginx_conf() {
+    local dir=$1 port=$2 conns=$3 main=${4:-} temp_paths m
+    mkdir -p "$dir/tmp"
+    temp_paths="client_body_temp_path $dir/tmp/body; proxy_temp_path $dir/tmp/proxy;"
     for m in fastcgi uwsgi scgi; do
         "$NGINX_BIN" -V 2>&1 | grep -q -- "--without-http_${m}_module" \
-            || temp_paths="$temp_paths ${m}_temp_path $WORK/nginx/tmp/$m;"
+            || temp_paths="$temp_paths ${m}_temp_path $dir/tmp/$m;"
     done
-    cat >"$WORK/nginx/nginx.conf" <<NGINX
+    cat >"$dir/nginx.conf" <<NGINX
 # Generated by benches/load/run.sh.
 worker_processes 2;
 daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+$main
+events { worker_connections $conns; }
 http {
     access_log off;
     $temp_paths
@@ -208,7 +255,7 @@ http {
         keepalive 64;
     }
     server {
-        listen 127.0.0.1:$NGINX_PORT;
+        listen 127.0.0.1:$port;
         location / {
             proxy_pass http://mock;
             proxy_http_version 1.1;
@@ -219,13 +266,26 @@ http {
     }
 }
 NGINX
-    "$NGINX_BIN" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" \
-        >"$WORK/nginx.log" 2>&1 &
-    NGINX_PID=$!; PIDS+=("$NGINX_PID")
-    if wait_http "http://127.0.0.1:$NGINX_PORT/"; then
-        sleep 0.2
-        mapfile -t NGINX_WORKERS < <(pgrep -P "$NGINX_PID")
-        PIDS+=("${NGINX_WORKERS[@]}")
+}
+
+# start_nginx DIR PORT: starts nginx on DIR/nginx.conf; sets NGINX_STARTED (master pid) and
+# NGINX_STARTED_WORKERS, or returns 1 when it does not come up.
+start_nginx() {
+    local dir=$1 port=$2
+    "$NGINX_BIN" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir.log" 2>&1 &
+    NGINX_STARTED=$!; PIDS+=("$NGINX_STARTED")
+    wait_http "http://127.0.0.1:$port/" || return 1
+    sleep 0.2
+    mapfile -t NGINX_STARTED_WORKERS < <(pgrep -P "$NGINX_STARTED")
+    PIDS+=("${NGINX_STARTED_WORKERS[@]}")
+}
+
+NGINX_PORT=""; NGINX_PID=""; NGINX_WORKERS=()
+if [ -n "$NGINX_BIN" ]; then
+    NGINX_PORT=$(free_port)
+    nginx_conf "$WORK/nginx" "$NGINX_PORT" 4096
+    if start_nginx "$WORK/nginx" "$NGINX_PORT"; then
+        NGINX_PID=$NGINX_STARTED; NGINX_WORKERS=("${NGINX_STARTED_WORKERS[@]}")
         log "nginx $("$NGINX_BIN" -v 2>&1 | sed 's/.*version: //') on 127.0.0.1:$NGINX_PORT, master $NGINX_PID, workers ${NGINX_WORKERS[*]}"
     else
         skip "nginx column (nginx did not start; see $OUT/logs/error.log)"
@@ -275,6 +335,9 @@ end
     echo "$WRK_DONE"
 } >"$WORK/big.lua"
 CHAT_BYTES=${#CHAT_BODY}
+# The same bodies for the load client.
+printf '%s' "$CHAT_BODY" >"$WORK/chat.json"
+printf '%s' "$SSE_BODY" >"$WORK/sse.json"
 
 # ---- measurements -----------------------------------------------------------------------
 
@@ -329,6 +392,30 @@ run_sse() {
     jq -r '"  \(.target) sse: ttfb p50 \(.ttfb_p50_us) µs, whole stream p50 \(.total_p50_us) µs, \(.non_200) non-200"' <<<"$(tail -1 "$RUNS")" >&2
 }
 
+# run_rate ROUND TARGET: RATE requests per second for DURATION seconds on RATE_CONNS
+# connections (open loop, coordinated omission corrected); appends one JSON line to $RUNS.
+run_rate() {
+    local round=$1 target=$2 port pids p0 p1 w0 w1 line
+    port=$(port_of "$target"); pids=$(proxy_pids "$target")
+    # shellcheck disable=SC2086
+    p0=$(cpu_ticks $pids); children_cpu w0
+    line=$("$CLIENT_BIN" rate "127.0.0.1:$port" --rate "$RATE" --duration "$DURATION" \
+        --connections "$RATE_CONNS" --body "$WORK/chat.json" 2>>"$WORK/load_client.log" || true)
+    # shellcheck disable=SC2086
+    p1=$(cpu_ticks $pids); children_cpu w1
+    [ -n "$line" ] || { log "error: load_client printed no result for $target rate (see $OUT/logs/load_client.log)"; exit 1; }
+    jq -c --argjson round "$round" --arg target "$target" --argjson pt "$((p1 - p0))" \
+        --argjson hz "$CLK_TCK" --argjson gen_cpu "$(awk -v a="$w0" -v b="$w1" 'BEGIN {print b - a}')" \
+        --argjson has_proxy "$([ -n "$pids" ] && echo true || echo false)" '
+        . + {round: $round, target: $target, test: "rate",
+             proxy_cpu_cores: (if $has_proxy and .seconds > 0 then ($pt / $hz) / .seconds else null end),
+             loadgen_cpu_cores: (if .seconds > 0 then $gen_cpu / .seconds else null end)}' <<<"$line" >>"$RUNS"
+    local bad
+    bad=$(jq -r 'select(.errors > 0 or .non_2xx > 0 or .unsent > 0) | "\(.errors) errors, \(.non_2xx) non-2xx, \(.unsent) never sent"' <<<"$line")
+    [ -z "$bad" ] || log "WARNING: $target rate round $round: $bad"
+    jq -r '"  \(.target) rate: \(.rps|floor) req/s achieved, p50 \(.p50_us) µs, p99 \(.p99_us) µs, p99.9 \(.p999_us) µs, max \(.max_us) µs"' <<<"$(tail -1 "$RUNS")" >&2
+}
+
 declare -A IDLE_RSS_KB
 for t in "${TARGETS[@]}"; do
     # shellcheck disable=SC2046
@@ -345,6 +432,8 @@ for round in $(seq "$ROUNDS"); do
     for t in "${TARGETS[@]}"; do run_wrk "$round" "$t" saturation "$SAT_CONNS" "$WORK/chat.lua"; done
     log "round $round/$ROUNDS: latency at concurrency 1, wrk -t1 -c1 -d${DURATION}s"
     for t in "${TARGETS[@]}"; do run_wrk "$round" "$t" c1 1 "$WORK/chat.lua"; done
+    log "round $round/$ROUNDS: latency at a fixed rate, $RATE req/s on $RATE_CONNS conns for ${DURATION}s (load_client rate)"
+    for t in "${TARGETS[@]}"; do run_rate "$round" "$t"; done
     log "round $round/$ROUNDS: 1 MiB request bodies, wrk -t1 -c$BIG_CONNS -d${DURATION}s"
     for t in "${TARGETS[@]}"; do run_wrk "$round" "$t" big "$BIG_CONNS" "$WORK/big.lua"; done
     if [ "$HAVE_CURL" = 1 ]; then
@@ -365,11 +454,122 @@ for t in "${TARGETS[@]}"; do
 done
 UPSTREAM_PEAK_MB=$(awk '{print $1 / 1024}' <<<"$(status_kb VmHWM "$UPSTREAM_PID")")
 
+# ---- idle streams -----------------------------------------------------------------------
+
+# The pids among the given ones that still run.
+alive() { local pid; for pid in "$@"; do [ -d "/proc/$pid" ] && echo "$pid"; done; return 0; }
+
+# run_hold TARGET PORT UPSTREAM_PROTOCOL [PID...]: IDLE_N streaming requests held open at once
+# through PORT, each idle after its first SSE event; RSS and open files of the proxy PIDs (and
+# of the upstream) before and while they are open. Appends one JSON line to $RUNS; a run that
+# opens fewer streams reports how many it reached.
+run_hold() {
+    local target=$1 port=$2 proto=$3; shift 3
+    local in=$WORK/hold-$target.in out=$WORK/hold-$target.out
+    local rss0 up0 cpid fd ready="" done_line="" rss1=null up1 pfds=null ufds cfds=0 per_fds="[]" pid
+    # shellcheck disable=SC2046
+    rss0=$(status_kb VmRSS $(alive "$@")); up0=$(status_kb VmRSS "$UPSTREAM_PID")
+    rm -f "$in"; mkfifo "$in"
+    "$CLIENT_BIN" hold "127.0.0.1:$port" --streams "$IDLE_N" --body "$WORK/sse.json" \
+        --open-timeout "$IDLE_OPEN_TIMEOUT" --max-hold 120 <"$in" >"$out" 2>>"$WORK/load_client.log" &
+    cpid=$!; PIDS+=("$cpid")
+    exec {fd}>"$in"   # the client's stdin: closing it ends the test
+    for _ in $(seq $(( (IDLE_OPEN_TIMEOUT + 10) * 10 ))); do
+        ready=$(sed -n 's/^READY //p' "$out")
+        [ -n "$ready" ] && break
+        kill -0 "$cpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -n "$ready" ]; then
+        sleep 1   # let the proxies settle before reading their memory
+        # shellcheck disable=SC2046
+        rss1=$(status_kb VmRSS $(alive "$@")); pfds=$(fd_count "$@")
+        per_fds=$(for pid in "$@"; do fd_count "$pid"; done | jq -sc .)
+        cfds=$(fd_count "$cpid")
+    fi
+    up1=$(status_kb VmRSS "$UPSTREAM_PID"); ufds=$(fd_count "$UPSTREAM_PID")
+    exec {fd}>&-
+    for _ in $(seq 150); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$cpid" 2>/dev/null || true
+    wait "$cpid" 2>/dev/null || true
+    forget_pid "$cpid"
+    done_line=$(sed -n 's/^DONE //p' "$out")
+    [ -n "$ready" ] || ready="{\"streams\":$IDLE_N,\"opened\":0,\"failed\":0,\"pending\":$IDLE_N,\"seconds\":null,\"first_error\":\"no READY line from load_client (see $OUT/logs/load_client.log)\"}"
+    [ $# -gt 0 ] || { rss0=null; rss1=null; pfds=null; }
+    jq -c --arg target "$target" --arg proto "$proto" --argjson rss0 "$rss0" --argjson rss1 "$rss1" \
+        --argjson up0 "$up0" --argjson up1 "$up1" --argjson pfds "$pfds" --argjson per_fds "$per_fds" \
+        --argjson ufds "$ufds" --argjson cfds "$cfds" --argjson done "${done_line:-null}" '
+        def mib: if . == null then null else . / 1024 end;
+        def per1k(a; b): if a == null or b == null or .opened == 0 then null else (b - a) / 1024 / .opened * 1000 end;
+        { round: 0, target: $target, test: "idle_streams", upstream_protocol: $proto,
+          streams: .streams, opened: .opened, failed: .failed, pending: .pending,
+          open_seconds: .seconds, first_error: .first_error,
+          ended_early: (if $done == null then null else $done.ended_early end),
+          rss_before_mib: ($rss0 | mib), rss_mib: ($rss1 | mib), mib_per_1k_streams: per1k($rss0; $rss1),
+          proxy_fds: $pfds, proxy_fds_per_process: $per_fds, client_fds: $cfds,
+          upstream_rss_before_mib: ($up0 | mib), upstream_rss_mib: ($up1 | mib),
+          upstream_mib_per_1k_streams: per1k($up0; $up1), upstream_fds: $ufds }' <<<"$ready" >>"$RUNS"
+    [ "$(jq -r .opened <<<"$ready")" = "$IDLE_N" ] \
+        || log "WARNING: $target idle streams: opened $(jq -r '"\(.opened) of \(.streams), \(.failed) failed; first error: \(.first_error)"' <<<"$ready")"
+    jq -r '"  \(.target) idle streams (upstream \(.upstream_protocol)): \(.opened)/\(.streams) open in \(.open_seconds // "?") s; proxy RSS \(.rss_before_mib // "—") -> \(.rss_mib // "—") MiB, \(.proxy_fds // "—") fds \(.proxy_fds_per_process); upstream RSS \(.upstream_rss_mib) MiB, \(.upstream_fds) fds"' <<<"$(tail -1 "$RUNS")" >&2
+    # Let the proxy and the upstream close their side before the next target.
+    for _ in $(seq 100); do
+        [ "$(fd_count "$UPSTREAM_PID")" -lt 200 ] && [ "$(fd_count "$@")" -lt 200 ] && break
+        sleep 0.1
+    done
+}
+
+HOLD_NOTES=()
+if [ "$IDLE_N" -gt 0 ]; then
+    log "idle streams: $IDLE_N streaming requests held open at once per target (fd limit $FD_LIMIT)"
+    # The proxies are second, fresh instances, started before any stream opens.
+    # Switchyard: its primary upstream is h2c, so that the streams share a few upstream
+    # connections (one process holding 10k client plus 10k upstream HTTP/1.1 connections would
+    # pass the open-file limit).
+    GW2_PORT=$(free_port); ADMIN2_PORT=$(free_port); GW2_PID=""
+    switchyard_toml "$GW2_PORT" "$ADMIN2_PORT" true >"$WORK/switchyard-h2.toml"
+    "$GATEWAY_BIN" serve --config "$WORK/switchyard-h2.toml" >"$WORK/switchyard-h2.log" 2>&1 &
+    GW2_PID=$!; PIDS+=("$GW2_PID")
+    if wait_http "http://127.0.0.1:$ADMIN2_PORT/healthz"; then
+        log "switchyard (h2c upstream) on 127.0.0.1:$GW2_PORT, pid $GW2_PID"
+    else
+        skip "switchyard idle streams (the h2c instance did not start; see $OUT/logs/switchyard-h2.log)"
+        GW2_PID=""
+    fi
+    # nginx: its workers may hold a client and an upstream connection per stream (HTTP/1.1
+    # upstream, as in the other tests).
+    NGINX_HOLD_PORT=""; NGINX_HOLD_WORKERS=()
+    nofile=$FD_HARD_LIMIT; [ "$nofile" = unlimited ] && nofile=65536
+    if [ -n "$NGINX_PORT" ]; then
+        NGINX_HOLD_PORT=$(free_port)
+        nginx_conf "$WORK/nginx-hold" "$NGINX_HOLD_PORT" 16384 "worker_rlimit_nofile $nofile;"
+        if start_nginx "$WORK/nginx-hold" "$NGINX_HOLD_PORT"; then
+            NGINX_HOLD_WORKERS=("${NGINX_STARTED_WORKERS[@]}")
+            log "nginx (idle streams) on 127.0.0.1:$NGINX_HOLD_PORT, master $NGINX_STARTED, workers ${NGINX_HOLD_WORKERS[*]}"
+        else
+            skip "nginx idle streams (the second nginx did not start; see $OUT/logs/nginx-hold-error.log)"
+            NGINX_HOLD_PORT=""
+        fi
+    fi
+    run_hold direct "$UP_PORT" http1
+    if [ -n "$GW2_PID" ]; then
+        run_hold switchyard "$GW2_PORT" h2c "$GW2_PID"
+        HOLD_NOTES+=("switchyard: a second instance whose upstream is HTTP/2 cleartext (\`http2 = true\`), because 10k client plus 10k HTTP/1.1 upstream connections would pass the $FD_HARD_LIMIT open-file limit")
+    fi
+    if [ -n "$NGINX_HOLD_PORT" ]; then
+        run_hold nginx "$NGINX_HOLD_PORT" http1 "${NGINX_HOLD_WORKERS[@]}"
+        HOLD_NOTES+=("nginx: a second instance with worker_connections 16384 and worker_rlimit_nofile $nofile (HTTP/1.1 upstream)")
+    fi
+else
+    skip "idle streams (LOAD_IDLE_STREAMS=0)"
+fi
+
 # ---- report -----------------------------------------------------------------------------
 
 mkdir -p "$OUT"
 ELAPSED=$(( $(date +%s) - START ))
 SKIPS_JSON=$(printf '%s\n' "${SKIPS[@]+"${SKIPS[@]}"}" | jq -R . | jq -sc 'map(select(. != ""))')
+HOLD_NOTES_JSON=$(printf '%s\n' "${HOLD_NOTES[@]+"${HOLD_NOTES[@]}"}" | jq -R . | jq -sc 'map(select(. != ""))')
 NGINX_VERSION=$([ -n "$NGINX_PORT" ] && "$NGINX_BIN" -v 2>&1 | sed 's/.*version: //' || echo "")
 jq -s \
     --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg host "$(uname -srm)" \
@@ -378,7 +578,9 @@ jq -s \
     --arg wrk "$(wrk -v 2>&1 | head -1)" --arg nginx "$NGINX_VERSION" \
     --argjson duration "$DURATION" --argjson rounds "$ROUNDS" --argjson sse_n "$SSE_N" \
     --argjson chat_bytes "$CHAT_BYTES" --argjson peak "$PEAK_JSON" --argjson idle "$IDLE_JSON" \
-    --argjson up_peak "$UPSTREAM_PEAK_MB" --argjson skipped "$SKIPS_JSON" --argjson elapsed "$ELAPSED" '
+    --argjson up_peak "$UPSTREAM_PEAK_MB" --argjson skipped "$SKIPS_JSON" --argjson elapsed "$ELAPSED" \
+    --argjson rate "$RATE" --argjson rate_conns "$RATE_CONNS" --argjson idle_n "$IDLE_N" \
+    --arg fd_limit "$FD_LIMIT" --arg fd_hard "$FD_HARD_LIMIT" --argjson hold_notes "$HOLD_NOTES_JSON" '
     def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
                        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     . as $runs
@@ -397,6 +599,12 @@ jq -s \
                       p50_us: (pick($t; "big"; .p50_us) | median), p99_us: (pick($t; "big"; .p99_us) | median) },
           sse: { ttfb_p50_us: (pick($t; "sse"; .ttfb_p50_us) | median), ttfb_rounds: pick($t; "sse"; .ttfb_p50_us),
                  total_p50_us: (pick($t; "sse"; .total_p50_us) | median) },
+          rate: (([ "rps", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us", "proxy_cpu_cores", "loadgen_cpu_cores" ]
+                  | map({ (.): (. as $k | pick($t; "rate"; .[$k]) | median) }) | add)
+                 + { errors: (pick($t; "rate"; .errors) | add), non_2xx: (pick($t; "rate"; .non_2xx) | add),
+                     unsent: (pick($t; "rate"; .unsent) | add),
+                     p50_rounds: pick($t; "rate"; .p50_us), p99_rounds: pick($t; "rate"; .p99_us) }),
+          idle_streams: ([$runs[] | select(.target == $t and .test == "idle_streams")] | last),
           idle_rss_mib: $idle[$t], peak_rss_mib: $peak[$t] };
     ($targets | map({ (.): summary(.) }) | add) as $s
     | def ratio(a; b): if a == null or b == null then null else a / b end;
@@ -404,6 +612,9 @@ jq -s \
     { meta: { date: $date, commit: $commit, host: $host, cpus: $cpus, cpu: $cpu, wrk: $wrk, nginx: $nginx,
               duration_s: $duration, rounds: $rounds, sse_requests: $sse_n, chat_body_bytes: $chat_bytes,
               elapsed_s: $elapsed, upstream_peak_rss_mib: $up_peak, skipped: $skipped,
+              rate_rps: $rate, rate_connections: $rate_conns, idle_streams: $idle_n,
+              fd_limit: ($fd_limit | tonumber? // $fd_limit), fd_hard_limit: ($fd_hard | tonumber? // $fd_hard), idle_streams_instances: $hold_notes,
+              rate_load_generator: "examples/load_client.rs rate: one current-thread tokio runtime, open loop on a 1 ms timer (requests leave in bursts of about rate/1000), latency from the due time when the connection was still busy, else from the send",
               load_generator: "wrk -t1 (one thread), sharing the machine with the proxy and the upstream" },
       summary: $s,
       comparisons: {
@@ -415,6 +626,12 @@ jq -s \
         added_c1_p999_us: { switchyard: diff($s.switchyard.c1.p999_us; $s.direct.c1.p999_us), nginx: diff($s.nginx.c1.p999_us; $s.direct.c1.p999_us) },
         added_big_p50_us: { switchyard: diff($s.switchyard.big_1mib.p50_us; $s.direct.big_1mib.p50_us), nginx: diff($s.nginx.big_1mib.p50_us; $s.direct.big_1mib.p50_us) },
         added_sse_ttfb_us: { switchyard: diff($s.switchyard.sse.ttfb_p50_us; $s.direct.sse.ttfb_p50_us), nginx: diff($s.nginx.sse.ttfb_p50_us; $s.direct.sse.ttfb_p50_us) },
+        added_rate_p50_us: { switchyard: diff($s.switchyard.rate.p50_us; $s.direct.rate.p50_us), nginx: diff($s.nginx.rate.p50_us; $s.direct.rate.p50_us) },
+        added_rate_p99_us: { switchyard: diff($s.switchyard.rate.p99_us; $s.direct.rate.p99_us), nginx: diff($s.nginx.rate.p99_us; $s.direct.rate.p99_us) },
+        added_rate_p999_us: { switchyard: diff($s.switchyard.rate.p999_us; $s.direct.rate.p999_us), nginx: diff($s.nginx.rate.p999_us; $s.direct.rate.p999_us) },
+        idle_streams_rss_mib: { switchyard: $s.switchyard.idle_streams.rss_mib, nginx: $s.nginx.idle_streams.rss_mib },
+        mib_per_1k_streams: { switchyard: $s.switchyard.idle_streams.mib_per_1k_streams, nginx: $s.nginx.idle_streams.mib_per_1k_streams },
+        streams_memory_switchyard_over_nginx: ratio($s.switchyard.idle_streams.mib_per_1k_streams; $s.nginx.idle_streams.mib_per_1k_streams),
         cpu_switchyard_over_nginx: ratio($s.switchyard.saturation.proxy_cpu_s_per_10k; $s.nginx.saturation.proxy_cpu_s_per_10k)
       },
       runs: $runs }' "$RUNS" >"$OUT/results.json"
@@ -429,8 +646,8 @@ jq -r '
     .summary as $s | .comparisons as $c | .meta as $m
     | ["direct", "switchyard", "nginx"] as $t
     | def row(name; f): "| " + name + " | " + ($t | map(. as $x | if $s[$x] == null then "—" else ($s[$x] | f) end) | join(" | ")) + " |";
-    "Load harness: \($m.date), commit \($m.commit), \($m.cpus) CPUs (\($m.cpu)), \($m.wrk | split(" [")[0]), nginx \(if $m.nginx == "" then "absent" else $m.nginx end).",
-    "Medians of \($m.rounds) rounds of \($m.duration_s) s each (each round in brackets); one `wrk -t1` load generator on the same machine.",
+    "Load harness: \($m.date), commit \($m.commit), \($m.cpus) CPUs (\($m.cpu)), \($m.wrk | split(" [")[0]), nginx \(if $m.nginx == "" then "absent" else $m.nginx end), open-file limit \($m.fd_limit).",
+    "Medians of \($m.rounds) rounds of \($m.duration_s) s each (each round in brackets); one single-threaded load generator (`wrk -t1`, or `load_client` for the fixed rate and the idle streams) on the same machine.",
     "",
     "| measurement | direct | switchyard | nginx |",
     "|---|---|---|---|",
@@ -441,6 +658,13 @@ jq -r '
     row("latency c=1 p99 (µs)"; (.c1.p99_us | f0) + rounds(.c1.p99_rounds)),
     row("latency c=1 p99.9 (µs)"; .c1.p999_us | f0),
     "| added latency c=1 p50 / p99 / p99.9 over direct (µs) | — | \($c.added_c1_p50_us.switchyard | plus) / \($c.added_c1_p99_us.switchyard | plus) / \($c.added_c1_p999_us.switchyard | plus) | \($c.added_c1_p50_us.nginx | plus) / \($c.added_c1_p99_us.nginx | plus) / \($c.added_c1_p999_us.nginx | plus) |",
+    row("fixed rate \($m.rate_rps) req/s, \($m.rate_connections) conns: achieved req/s (errors + non-2xx)"; (.rate.rps | f0) + " (" + ((.rate.errors // 0) + (.rate.non_2xx // 0) | tostring) + ")"),
+    row("latency at \($m.rate_rps) req/s p50 (µs)"; (.rate.p50_us | f0) + rounds(.rate.p50_rounds)),
+    row("latency at \($m.rate_rps) req/s p90 (µs)"; .rate.p90_us | f0),
+    row("latency at \($m.rate_rps) req/s p99 (µs)"; (.rate.p99_us | f0) + rounds(.rate.p99_rounds)),
+    row("latency at \($m.rate_rps) req/s p99.9 / max (µs)"; (.rate.p999_us | f0) + " / " + (.rate.max_us | f0)),
+    "| added latency at \($m.rate_rps) req/s p50 / p99 / p99.9 over direct (µs) | — | \($c.added_rate_p50_us.switchyard | plus) / \($c.added_rate_p99_us.switchyard | plus) / \($c.added_rate_p999_us.switchyard | plus) | \($c.added_rate_p50_us.nginx | plus) / \($c.added_rate_p99_us.nginx | plus) / \($c.added_rate_p999_us.nginx | plus) |",
+    row("proxy CPU at \($m.rate_rps) req/s (cores)"; .rate.proxy_cpu_cores | f2),
     row("proxy CPU s per 10k requests (saturation)"; .saturation.proxy_cpu_s_per_10k | f3),
     row("upstream CPU s per 10k requests (saturation)"; .saturation.upstream_cpu_s_per_10k | f3),
     row("load generator (wrk) CPU at saturation (cores)"; .saturation.loadgen_cpu_cores | f2),
@@ -451,8 +675,16 @@ jq -r '
     row("SSE time to first byte p50 (µs)"; (.sse.ttfb_p50_us | f0) + rounds(.sse.ttfb_rounds)),
     row("SSE whole stream p50 (µs)"; .sse.total_p50_us | f0),
     "| added SSE time to first byte over direct (µs) | — | \($c.added_sse_ttfb_us.switchyard | plus) | \($c.added_sse_ttfb_us.nginx | plus) |",
+    row("idle SSE streams open at once (of \($m.idle_streams)), seconds to open"; if .idle_streams == null then "—" else (.idle_streams.opened | tostring) + ", " + (.idle_streams.open_seconds | f2) + " s" end),
+    row("upstream protocol in the idle-streams test"; .idle_streams.upstream_protocol // "—"),
+    row("proxy RSS before / with the streams open (MiB)"; (.idle_streams.rss_before_mib | f2) + " / " + (.idle_streams.rss_mib | f2)),
+    row("proxy memory per 1,000 idle streams (MiB)"; .idle_streams.mib_per_1k_streams | f2),
+    row("proxy open files with the streams open"; .idle_streams.proxy_fds | f0),
+    row("upstream (mock) RSS before / with the streams open (MiB, carried over between targets)"; (.idle_streams.upstream_rss_before_mib | f2) + " / " + (.idle_streams.upstream_rss_mib | f2)),
     "",
     "Throughput switchyard / nginx: **\($c.throughput_switchyard_over_nginx | f2)**, switchyard / direct: **\($c.throughput_switchyard_over_direct | f2)**, nginx / direct: \($c.throughput_nginx_over_direct | f2). Proxy CPU per request switchyard / nginx: \($c.cpu_switchyard_over_nginx | f2).",
+    "Fixed rate: `load_client rate`, open loop, coordinated omission corrected; requests leave on a 1 ms timer (bursts of about \($m.rate_rps / 1000 | round)), so these percentiles include that burstiness for every column alike.",
+    (if ($m.idle_streams_instances | length) > 0 then "Idle streams (open-file limit \($m.fd_limit), hard \($m.fd_hard_limit)): fresh proxy instances; " + ($m.idle_streams_instances | join("; ")) + ". Memory per stream compares across columns; the RSS includes each instance'"'"'s idle baseline." else empty end),
     (if ($m.skipped | length) > 0 then "", "Skipped: " + ($m.skipped | join("; ")) else empty end)
 ' "$OUT/results.json" >"$OUT/results.md"
 
