@@ -21,10 +21,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use prometheus::IntGauge;
 
 use crate::metrics::{Metrics, TlsHandshakeError};
 use crate::server::DRAIN_TIMEOUT;
@@ -71,11 +73,122 @@ impl Builders {
     }
 }
 
+/// Where an accept loop takes its connections from.
+pub(crate) enum Source {
+    /// It accepts them itself (the admin listener).
+    Listener(TcpListener),
+    /// The distributor accepted them and handed them to this worker ([`distribute`]).
+    Handoff(mpsc::UnboundedReceiver<Handoff>),
+}
+
+/// A connection the distributor accepted for a worker.
+pub(crate) struct Handoff {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    /// Counts the connection against its worker until the connection ends.
+    open: OpenGuard,
+}
+
+/// One worker's open client connections (`switchyard_worker_connections`), for the
+/// distributor's choice.
+#[derive(Clone)]
+pub(crate) struct OpenCount(IntGauge);
+
+impl OpenCount {
+    pub(crate) fn new(gauge: IntGauge) -> OpenCount {
+        OpenCount(gauge)
+    }
+}
+
+/// Decrements its worker's [`OpenCount`] when dropped.
+pub(crate) struct OpenGuard(IntGauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Source {
+    /// The next connection, or `None` once the distributor has stopped.
+    async fn next(
+        &mut self,
+    ) -> Option<std::io::Result<(TcpStream, SocketAddr, Option<OpenGuard>)>> {
+        match self {
+            Source::Listener(listener) => Some(
+                listener
+                    .accept()
+                    .await
+                    .map(|(stream, peer)| (stream, peer, None)),
+            ),
+            Source::Handoff(rx) => {
+                let handoff = rx.recv().await?;
+                // Registers the socket with this worker's event loop.
+                Some(
+                    TcpStream::from_std(handoff.stream)
+                        .map(|stream| (stream, handoff.peer, Some(handoff.open))),
+                )
+            }
+        }
+    }
+}
+
+/// Accept on a client listener until shutdown and hand each connection to the worker with
+/// the fewest open connections.
+///
+/// Workers used to accept on a shared socket themselves; whichever woke first took the whole
+/// backlog, and `perf` showed one of two workers serving all 32 connections of a benchmark
+/// while the other idled. One acceptor (on the control runtime) choosing the least-loaded
+/// worker keeps them even; the cost is per connection (the socket moves to the worker's event
+/// loop), never per request.
+pub(crate) async fn distribute(
+    name: &'static str,
+    listener: TcpListener,
+    workers: Vec<(mpsc::UnboundedSender<Handoff>, OpenCount)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let Some((tx, open)) = workers.iter().min_by_key(|(_, open)| open.0.get()) else {
+            return;
+        };
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(listener = name, %peer, error = %e, "cannot hand a connection to a worker");
+                continue;
+            }
+        };
+        open.0.inc();
+        let handoff = Handoff {
+            stream,
+            peer,
+            open: OpenGuard(open.0.clone()),
+        };
+        if tx.send(handoff).is_err() {
+            // The worker has stopped (shutting down): the connection is closed.
+            tracing::debug!(listener = name, %peer, "worker gone; connection closed");
+        }
+    }
+}
+
 /// Accept connections until shutdown, then drain them gracefully. With `tls`, each
 /// connection is served only once its handshake succeeded.
 pub(crate) async fn accept_loop<S, B>(
     name: &'static str,
-    listener: TcpListener,
+    mut source: Source,
     tls: Option<TlsSettings>,
     builder: auto::Builder<TokioExecutor>,
     service: S,
@@ -102,10 +215,12 @@ pub(crate) async fn accept_loop<S, B>(
             _ = shutdown.changed() => break,
             // Reap finished connections so the set stays as large as the open ones.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
+            accepted = source.next() => {
+                let (stream, peer, open) = match accepted {
+                    // The distributor stopped: shutting down.
+                    None => break,
+                    Some(Ok(conn)) => conn,
+                    Some(Err(e)) => {
                         // Out of file descriptors and the like: back off instead of spinning.
                         tracing::warn!(listener = name, error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -120,6 +235,7 @@ pub(crate) async fn accept_loop<S, B>(
                         .into_owned();
                     let conn = graceful.watch(conn);
                     connections.spawn(async move {
+                        let _open = open;
                         if let Err(e) = conn.await {
                             tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
                         }
@@ -133,6 +249,7 @@ pub(crate) async fn accept_loop<S, B>(
                 let service = service.clone();
                 let mut stop = shutdown.clone();
                 connections.spawn(async move {
+                    let _open = open;
                     let stream = tokio::select! {
                         stream = handshake(&tls, stream, peer, name) => match stream {
                             Some(stream) => stream,
@@ -158,7 +275,7 @@ pub(crate) async fn accept_loop<S, B>(
             }
         }
     }
-    drop(listener);
+    drop(source);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()

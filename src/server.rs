@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
@@ -21,7 +21,7 @@ use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::gateway::GatewayError;
-use crate::listener;
+use crate::listener::{self, Handoff, OpenCount, Source};
 use crate::metrics::Metrics;
 use crate::proxy::headers::MakeRequestId;
 use crate::proxy::ProxyService;
@@ -174,19 +174,29 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
     if let Some(bound) = &plain {
         tracing::info!(listener = "plain", addr = %bound.addr, protocols = "HTTP/1.1, h2c", "serving clients");
     }
-    let plain = plain.map(Bound::into_std).transpose()?;
-    let tls = tls
-        .map(|(bound, _)| bound.into_std())
-        .transpose()?
-        .zip(tls_settings);
+    // One acceptor per client listener (on this, the control runtime) hands connections to
+    // the worker with the fewest open ones (listener::distribute).
     let mut jobs = Vec::with_capacity(cfg.server.workers);
-    for _ in 0..cfg.server.workers {
+    let mut plain_workers = Vec::new();
+    let mut tls_workers = Vec::new();
+    for worker in 1..=cfg.server.workers {
+        let open = OpenCount::new(metrics.worker_connections(worker));
+        let plain_rx = plain.as_ref().map(|_| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            plain_workers.push((tx, open.clone()));
+            rx
+        });
+        let tls_rx = match &tls_settings {
+            Some(settings) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tls_workers.push((tx, open.clone()));
+                Some((rx, settings.clone()))
+            }
+            None => None,
+        };
         jobs.push(WorkerJob {
-            plain: plain.as_ref().map(SharedListener::share).transpose()?,
-            tls: match &tls {
-                Some((listener, settings)) => Some((listener.share()?, settings.clone())),
-                None => None,
-            },
+            plain: plain_rx,
+            tls: tls_rx,
             builder: proxy_builder.clone(),
             service: proxy_service.clone(),
             shutdown: rx.clone(),
@@ -195,9 +205,25 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
     let workers = Workers::spawn(jobs, serve_worker).map_err(StartupError::Workers)?;
     tracing::info!(workers = workers.len(), "worker threads started");
     let mut tasks = JoinSet::new();
+    if let Some(bound) = plain {
+        tasks.spawn(listener::distribute(
+            "proxy",
+            bound.listener,
+            plain_workers,
+            rx.clone(),
+        ));
+    }
+    if let Some((bound, _)) = tls {
+        tasks.spawn(listener::distribute(
+            "proxy-tls",
+            bound.listener,
+            tls_workers,
+            rx.clone(),
+        ));
+    }
     tasks.spawn(listener::accept_loop(
         "admin",
-        admin.listener,
+        Source::Listener(admin.listener),
         None,
         admin_builder,
         admin_service,
@@ -241,7 +267,6 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
 /// A bound listener and its real address (with the port the OS picked for port 0).
 struct Bound {
     listener: TcpListener,
-    key: &'static str,
     addr: SocketAddr,
 }
 
@@ -260,62 +285,20 @@ impl Bound {
         socket.bind(addr).map_err(error)?;
         let listener = socket.listen(LISTEN_BACKLOG).map_err(error)?;
         let addr = listener.local_addr().map_err(error)?;
-        Ok(Bound {
-            listener,
-            key,
-            addr,
-        })
-    }
-
-    /// The socket, taken off this runtime so that worker threads can share it.
-    fn into_std(self) -> Result<SharedListener, StartupError> {
-        let Bound {
-            listener,
-            key,
-            addr,
-        } = self;
-        let listener =
-            listener
-                .into_std()
-                .map_err(|source| StartupError::Bind { key, addr, source })?;
-        Ok(SharedListener {
-            listener,
-            key,
-            addr,
-        })
+        Ok(Bound { listener, addr })
     }
 }
 
-/// A listening socket that every worker accepts on: each gets its own descriptor of it
-/// (`dup`), registered with its own event loop; whichever worker is idle accepts first.
-struct SharedListener {
-    listener: std::net::TcpListener,
-    key: &'static str,
-    addr: SocketAddr,
-}
-
-impl SharedListener {
-    fn share(&self) -> Result<std::net::TcpListener, StartupError> {
-        self.listener
-            .try_clone()
-            .map_err(|source| StartupError::Bind {
-                key: self.key,
-                addr: self.addr,
-                source,
-            })
-    }
-}
-
-/// What one worker thread serves.
+/// What one worker thread serves: the connections handed to it from each client listener.
 struct WorkerJob<S> {
-    plain: Option<std::net::TcpListener>,
-    tls: Option<(std::net::TcpListener, listener::TlsSettings)>,
+    plain: Option<mpsc::UnboundedReceiver<Handoff>>,
+    tls: Option<(mpsc::UnboundedReceiver<Handoff>, listener::TlsSettings)>,
     builder: auto::Builder<TokioExecutor>,
     service: S,
     shutdown: watch::Receiver<bool>,
 }
 
-/// One worker: accept on its descriptors of the client listeners until shutdown, then drain.
+/// One worker: serve the connections handed to it until shutdown, then drain.
 async fn serve_worker<S>(job: WorkerJob<S>)
 where
     S: hyper::service::Service<
@@ -328,34 +311,25 @@ where
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let register = |listener: std::net::TcpListener| match TcpListener::from_std(listener) {
-        Ok(listener) => Some(listener),
-        Err(e) => {
-            tracing::error!(error = %e, "a worker cannot register a listener; it serves without it");
-            None
-        }
-    };
-    let plain = job.plain.and_then(register).map(|listener| {
+    let plain = job.plain.map(|rx| {
         listener::accept_loop(
             "proxy",
-            listener,
+            Source::Handoff(rx),
             None,
             job.builder.clone(),
             job.service.clone(),
             job.shutdown.clone(),
         )
     });
-    let tls = job.tls.and_then(|(listener, settings)| {
-        register(listener).map(|listener| {
-            listener::accept_loop(
-                "proxy-tls",
-                listener,
-                Some(settings),
-                job.builder,
-                job.service,
-                job.shutdown,
-            )
-        })
+    let tls = job.tls.map(|(rx, settings)| {
+        listener::accept_loop(
+            "proxy-tls",
+            Source::Handoff(rx),
+            Some(settings),
+            job.builder,
+            job.service,
+            job.shutdown,
+        )
     });
     match (plain, tls) {
         (Some(plain), Some(tls)) => {

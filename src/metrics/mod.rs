@@ -193,6 +193,7 @@ pub struct Metrics {
     request_bytes: IntCounterVec,
     response_bytes: IntCounterVec,
     tls_handshake_errors: IntCounterVec,
+    worker_connections: IntGaugeVec,
     /// Endpoint pools (health, ejections, retries).
     pub pool: PoolMetrics,
     /// The id -> endpoint affinity table.
@@ -276,6 +277,14 @@ impl Metrics {
             "TLS handshakes on the client-facing listener that failed, by reason.",
             &["reason"],
         )?;
+        let worker_connections = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_worker_connections",
+                "Client connections open, by worker thread (1 to server.workers).",
+            ),
+            &["worker"],
+        )?;
+        registry.register(Box::new(worker_connections.clone()))?;
         let build_info = IntGaugeVec::new(
             Opts::new("switchyard_build_info", "Build information; always 1."),
             &["version"],
@@ -317,7 +326,14 @@ impl Metrics {
             request_bytes,
             response_bytes,
             tls_handshake_errors,
+            worker_connections,
         })
+    }
+
+    /// The open-connections gauge of worker `worker` (numbered from 1).
+    pub fn worker_connections(&self, worker: usize) -> IntGauge {
+        self.worker_connections
+            .with_label_values(&[&worker.to_string()])
     }
 
     pub fn decision(&self, class: Class, rule: &str) {
