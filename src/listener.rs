@@ -144,7 +144,7 @@ impl Source {
 pub(crate) async fn distribute(
     name: &'static str,
     listener: TcpListener,
-    workers: Vec<(mpsc::UnboundedSender<Handoff>, OpenCount)>,
+    mut workers: Vec<(mpsc::UnboundedSender<Handoff>, OpenCount)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -161,25 +161,45 @@ pub(crate) async fn distribute(
             },
         };
         let _ = stream.set_nodelay(true);
-        let Some((tx, open)) = workers.iter().min_by_key(|(_, open)| open.0.get()) else {
-            return;
-        };
-        let stream = match stream.into_std() {
+        let mut stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::debug!(listener = name, %peer, error = %e, "cannot hand a connection to a worker");
                 continue;
             }
         };
-        open.0.inc();
-        let handoff = Handoff {
-            stream,
-            peer,
-            open: OpenGuard(open.0.clone()),
-        };
-        if tx.send(handoff).is_err() {
-            // The worker has stopped (shutting down): the connection is closed.
-            tracing::debug!(listener = name, %peer, "worker gone; connection closed");
+        // A worker whose channel is closed has ended (it panicked: workers only stop after
+        // this loop): it is dropped from the choice and the connection goes to the next.
+        loop {
+            let Some((index, (tx, open))) = workers
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (_, open))| open.0.get())
+            else {
+                tracing::error!(
+                    listener = name,
+                    "no worker thread is left to serve connections; no longer accepting"
+                );
+                return;
+            };
+            open.0.inc();
+            let handoff = Handoff {
+                stream,
+                peer,
+                open: OpenGuard(open.0.clone()),
+            };
+            match tx.send(handoff) {
+                Ok(()) => break,
+                Err(mpsc::error::SendError(handoff)) => {
+                    tracing::error!(
+                        listener = name,
+                        worker = index + 1,
+                        "a worker thread has stopped; its share goes to the others"
+                    );
+                    stream = handoff.stream;
+                    workers.swap_remove(index);
+                }
+            }
         }
     }
 }
@@ -210,9 +230,13 @@ pub(crate) async fn accept_loop<S, B>(
     let graceful = GracefulShutdown::new();
     // Connection tasks, so that any still running after the drain timeout can be ended.
     let mut connections = JoinSet::new();
+    // A worker's connections come from the distributor, which stops on shutdown and closes
+    // the channel: the worker serves what was already handed to it, then drains. A listener
+    // of its own (admin) stops on the signal itself.
+    let own_listener = matches!(source, Source::Listener(_));
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed(), if own_listener => break,
             // Reap finished connections so the set stays as large as the open ones.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = source.next() => {

@@ -3,9 +3,10 @@
 //! This is nginx's worker model in one process. A request's client connection, the upstream
 //! connection it is forwarded on and every wakeup between them stay on one thread: no
 //! work-stealing, no cross-thread wakeups (futex and eventfd writes), no cache lines moving
-//! between cores. Workers share the listening sockets (whichever is idle accepts first) and
-//! everything read-only (the gateway, the policy, metrics as atomics); each has its own
-//! upstream connection pools, chosen by [`slot`].
+//! between cores. An acceptor on the control runtime hands each new connection to the
+//! least-loaded worker (`listener::distribute`). Workers share everything read-only (the
+//! gateway, the policy; metrics are atomics); each has its own upstream connection pools,
+//! chosen by [`slot`].
 //!
 //! Measured before the change with `benches/load/run.sh` and `perf stat` on the gateway
 //! process: the multi-threaded runtime made ~8,700 context switches and spent 35 µs of CPU
@@ -36,8 +37,10 @@ pub struct Workers {
 
 impl Workers {
     /// Start one thread per job, each running `run(job)` to completion on its own
-    /// single-threaded runtime. Runtimes are built before any thread starts, so a failure
-    /// (out of file descriptors, say) is returned instead of leaving some workers running.
+    /// single-threaded runtime. Runtimes are built before any thread starts, so that failing
+    /// to build one (out of file descriptors, say) starts nothing. If starting a thread
+    /// fails, the error is returned; threads already started end once their jobs do (a
+    /// worker's job ends when the server's shutdown channel closes).
     pub fn spawn<T, F, Fut>(jobs: Vec<T>, run: F) -> io::Result<Workers>
     where
         T: Send + 'static,

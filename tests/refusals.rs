@@ -399,3 +399,69 @@ async fn oversized_request_heads_get_431() {
     assert_eq!(reply.status, StatusCode::OK);
     h.shutdown().await;
 }
+
+/// A refused request whose client waits for `100 Continue` is answered at once and its
+/// connection ends cleanly: no body is awaited that the client will never send, so a request
+/// that follows on the same connection is never taken for body bytes. A refused body sent
+/// right away is read and discarded so that the client gets its 413, and the connection
+/// stays usable.
+#[tokio::test]
+async fn refusals_neither_wait_for_a_continued_body_nor_reset_a_sent_one() {
+    let h = Harness::with_config(
+        r#"
+        [limits]
+        max_body_bytes = "1 KiB"
+        "#,
+    )
+    .await;
+    // Expect: 100-continue, body too large: 413 without 100 Continue, then the connection
+    // closes (the body was never sent, so it cannot be skipped).
+    let mut stream = TcpStream::connect(h.proxy_addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /v1/responses HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+              content-length: 5000\r\nexpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let reply = read_raw_response(&mut stream).await.expect("a response");
+    assert_eq!(reply.status(), 413, "{}", reply.head);
+    let mut rest = Vec::new();
+    // Well inside the 2 s a lingering read of the body would hold the connection.
+    let closed = tokio::time::timeout(std::time::Duration::from_millis(1000), async {
+        use tokio::io::AsyncReadExt;
+        stream.read_to_end(&mut rest).await
+    })
+    .await;
+    assert!(
+        matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+        "the connection stayed open waiting for a body that will never come"
+    );
+
+    // Body sent with the head, slightly over the limit: 413, and the connection still
+    // answers the next request.
+    let mut stream = TcpStream::connect(h.proxy_addr).await.unwrap();
+    let body = format!(
+        "{{\"model\":\"m\",\"store\":false,\"input\":\"{}\"}}",
+        "x".repeat(2000)
+    );
+    let head = format!(
+        "POST /v1/responses HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let reply = read_raw_response(&mut stream)
+        .await
+        .expect("a 413, not a reset");
+    assert_eq!(reply.status(), 413, "{}", reply.head);
+    stream
+        .write_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let next = read_raw_response(&mut stream)
+        .await
+        .expect("the connection serves the next request after the discarded body");
+    assert_eq!(next.status(), 200, "{}", next.head);
+    h.shutdown().await;
+}

@@ -14,19 +14,21 @@ use super::streams::RouteStreamMetrics;
 use super::Metrics;
 use crate::classify::{Class, RouteId};
 
-/// Everything one (route, class, upstream) records per request.
+/// Everything one (route, class, upstream) records per request. Series that only some
+/// requests touch (status 200, first byte, tokens) are resolved on first use, so that which
+/// series exist is the same as when every request looked its labels up.
 pub struct RouteMetrics {
     pub request_bytes: IntCounter,
     pub response_bytes: IntCounter,
-    pub first_byte: Histogram,
     pub in_flight: IntGauge,
     duration: Histogram,
+    first_byte: OnceLock<Histogram>,
     /// `switchyard_requests_total{status="200"}`: the status nearly every request ends with.
-    ok: IntCounter,
+    ok: OnceLock<IntCounter>,
     labels: Labels,
     metrics: Arc<Metrics>,
     /// Token and first-token handles for any observed response of this route.
-    observed: Arc<RouteStreamMetrics>,
+    observed: OnceLock<Arc<RouteStreamMetrics>>,
     /// The same plus the stream-outcome counters, for SSE responses (resolved on the first
     /// stream so that routes that never stream export no stream series).
     streamed: OnceLock<Arc<RouteStreamMetrics>>,
@@ -49,15 +51,13 @@ impl RouteMetrics {
         RouteMetrics {
             request_bytes,
             response_bytes,
-            first_byte: metrics.first_byte.with_label_values(&[route, upstream]),
             in_flight: metrics.in_flight(upstream),
             duration: metrics
                 .duration
                 .with_label_values(&[route, labels.class, upstream]),
-            ok: metrics
-                .requests
-                .with_label_values(&[route, labels.class, upstream, "200"]),
-            observed: Arc::new(metrics.streams.for_route(route, upstream, false)),
+            first_byte: OnceLock::new(),
+            ok: OnceLock::new(),
+            observed: OnceLock::new(),
             streamed: OnceLock::new(),
             labels,
             metrics,
@@ -66,22 +66,44 @@ impl RouteMetrics {
 
     /// A finished request: its status count and its duration.
     pub fn done(&self, status: http::StatusCode, seconds: f64) {
-        if status == http::StatusCode::OK {
-            self.ok.inc();
-        } else {
-            let l = &self.labels;
+        let l = &self.labels;
+        let count = |status: &str| {
             self.metrics
                 .requests
-                .with_label_values(&[&l.route, l.class, &l.upstream, status.as_str()])
-                .inc();
+                .with_label_values(&[&l.route, l.class, &l.upstream, status])
+        };
+        if status == http::StatusCode::OK {
+            self.ok.get_or_init(|| count("200")).inc();
+        } else {
+            count(status.as_str()).inc();
         }
         self.duration.observe(seconds);
+    }
+
+    /// Time from sending the request upstream to its response head.
+    pub fn first_byte(&self, seconds: f64) {
+        self.first_byte
+            .get_or_init(|| {
+                self.metrics
+                    .first_byte
+                    .with_label_values(&[&self.labels.route, &self.labels.upstream])
+            })
+            .observe(seconds);
     }
 
     /// Token, first-token and (for `stream`) stream-outcome handles for an observed response.
     pub fn streams(&self, stream: bool) -> Arc<RouteStreamMetrics> {
         if !stream {
-            return self.observed.clone();
+            return self
+                .observed
+                .get_or_init(|| {
+                    Arc::new(self.metrics.streams.for_route(
+                        &self.labels.route,
+                        &self.labels.upstream,
+                        false,
+                    ))
+                })
+                .clone();
         }
         self.streamed
             .get_or_init(|| {

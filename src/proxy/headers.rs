@@ -109,25 +109,6 @@ impl tower_http::request_id::MakeRequestId for MakeRequestId {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn generated_request_ids_are_distinct_v4_uuids() {
-        use tower_http::request_id::MakeRequestId as _;
-        let req = http::Request::new(());
-        let mut make = MakeRequestId;
-        let a = make.make_request_id(&req).unwrap();
-        let b = make.make_request_id(&req).unwrap();
-        let (a, b) = (
-            a.header_value().to_str().unwrap(),
-            b.header_value().to_str().unwrap(),
-        );
-        assert_ne!(a, b);
-        for id in [a, b] {
-            let parsed = uuid::Uuid::parse_str(id).unwrap();
-            assert_eq!(parsed.get_version_num(), 4);
-            assert_eq!(id, parsed.hyphenated().to_string());
-        }
-    }
     use super::*;
 
     #[test]
@@ -173,5 +154,24 @@ mod tests {
             "a marker hidden behind Connection is gone"
         );
         assert!(!h.contains_key("connection"));
+    }
+
+    #[test]
+    fn generated_request_ids_are_distinct_v4_uuids() {
+        use tower_http::request_id::MakeRequestId as _;
+        let req = http::Request::new(());
+        let mut make = MakeRequestId;
+        let a = make.make_request_id(&req).unwrap();
+        let b = make.make_request_id(&req).unwrap();
+        let (a, b) = (
+            a.header_value().to_str().unwrap(),
+            b.header_value().to_str().unwrap(),
+        );
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let parsed = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(parsed.get_version_num(), 4);
+            assert_eq!(id, parsed.hyphenated().to_string());
+        }
     }
 }

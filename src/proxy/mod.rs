@@ -168,9 +168,7 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
                 endpoint,
                 load,
             } = forwarded;
-            route_metrics
-                .first_byte
-                .observe(sent.elapsed().as_secs_f64());
+            route_metrics.first_byte(sent.elapsed().as_secs_f64());
             let in_flight = in_flight.with_load(load);
             if let Some(websocket) = websocket {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -219,7 +217,7 @@ async fn classify(
     {
         // CONNECT would tunnel anywhere; TRACE would echo injected credentials back; `post`
         // is an extension method to the classifier but may be POST to an upstream.
-        linger(body);
+        linger(body, Unread::from(&parts.headers));
         return Err(Box::new(Refusal {
             route: RouteId::OTHER,
             error: ProxyError::MethodNotAllowed(parts.method.clone()),
@@ -227,7 +225,7 @@ async fn classify(
     }
     if !parts.uri.path().starts_with('/') {
         // Asterisk-form (`OPTIONS *`) and other non-path targets.
-        linger(body);
+        linger(body, Unread::from(&parts.headers));
         return Err(Box::new(Refusal {
             route: RouteId::OTHER,
             error: ProxyError::BadTarget,
@@ -241,7 +239,7 @@ async fn classify(
     let refuse = |error| Box::new(Refusal { route, error });
     let declared = declared_length(&parts.headers);
     if declared.is_some_and(|len| len > limit) {
-        linger(body);
+        linger(body, Unread::from(&parts.headers));
         return Err(refuse(ProxyError::BodyTooLarge { limit }));
     }
     let settle = |outcome: Result<Decision, Unclassifiable>| {
@@ -272,7 +270,7 @@ async fn classify(
             let bytes = match read.await {
                 Ok(bytes) => bytes,
                 Err(error) => {
-                    linger(body);
+                    linger(body, Unread::Partly);
                     return Err(refuse(error));
                 }
             };
@@ -324,15 +322,49 @@ const LINGER_BYTES: u64 = 1024 * 1024;
 /// How long a refused request's body is read and discarded, at most.
 const LINGER_FOR: Duration = Duration::from_secs(2);
 
+/// How much of a refused request's body has been read, for [`linger`].
+enum Unread {
+    /// None of it, with the `content-length` the client declared (if any), and whether it
+    /// waits for `100 Continue` before sending it.
+    All {
+        declared: Option<u64>,
+        expects_continue: bool,
+    },
+    /// Some of it was read (so a `100 Continue` went out, if one was asked for).
+    Partly,
+}
+
+impl Unread {
+    fn from(headers: &HeaderMap) -> Unread {
+        Unread::All {
+            declared: declared_length(headers),
+            expects_continue: headers
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
+        }
+    }
+}
+
 /// Read and discard what is left of a refused request's body, in the background, while the
 /// refusal is answered: nginx's lingering close. Closing a connection with request bytes
 /// still unread makes the kernel reset it, and a client still sending its body then loses
 /// the 413 (or other refusal) that was written before its own bytes arrived. Bounded in
-/// bytes and time; past either, the connection is closed as before. The first frame read
-/// decides nothing: the body was already refused.
-fn linger(mut body: Incoming) {
+/// bytes and time; past either, the connection is closed as before. Not done when it cannot
+/// help: a client waiting for `100 Continue` sends nothing (and hyper, which has not sent it,
+/// closes the connection cleanly), and a declared body larger than the bound would be reset
+/// anyway.
+fn linger(mut body: Incoming, unread: Unread) {
     if body.is_end_stream() {
         return;
+    }
+    if let Unread::All {
+        declared,
+        expects_continue,
+    } = unread
+    {
+        if expects_continue || declared.is_some_and(|len| len > LINGER_BYTES) {
+            return;
+        }
     }
     tokio::spawn(async move {
         let until = Instant::now() + LINGER_FOR;
@@ -419,7 +451,7 @@ async fn prepare(
             match read_body(&mut incoming, limit, declared, idle, deadline).await {
                 Ok(bytes) => ReadBody::Buffered(bytes),
                 Err(error) => {
-                    linger(incoming);
+                    linger(incoming, Unread::Partly);
                     return Err(error);
                 }
             }

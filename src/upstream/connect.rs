@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::uri::Authority;
 use http::Uri;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
@@ -50,6 +51,7 @@ impl tower::Service<Uri> for Connector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
+        let authority = uri.authority().cloned();
         let connecting = self.inner.call(uri);
         let timeout = self.timeout;
         let alerts = self.alerts.clone();
@@ -57,6 +59,7 @@ impl tower::Service<Uri> for Connector {
             match tokio::time::timeout(timeout, connecting).await {
                 Ok(Ok(stream)) => Ok(Recorded {
                     inner: stream,
+                    authority,
                     alerts,
                 }),
                 Ok(Err(e)) => Err(e),
@@ -69,16 +72,29 @@ impl tower::Service<Uri> for Connector {
     }
 }
 
-/// The last fatal TLS alert one of an upstream's connections failed with.
+/// An upstream connection that reports a TLS alert its server sent before hanging up.
 ///
 /// Under TLS 1.3 a server judges the client certificate after the client's handshake has
-/// ended, so its refusal (`CertificateRequired`, `UnknownCA`, …) arrives after the connection
-/// was handed to hyper. When hyper meets it before the connection took the request (a read
-/// while idle, or a write into the closed socket), it reports the request only as canceled
-/// or as a broken pipe, without the cause; the cause is kept here so that the error can
-/// still say what the upstream refused. A request notes [`LateAlerts::mark`] before it is
-/// sent and asks [`LateAlerts::since`] only if it failed: one relaxed atomic load on the
-/// request path, the lock only when a connection failed.
+/// ended, so its refusal (`CertificateRequired`, `UnknownCA`, …) arrives once the connection
+/// is in hyper's hands. If hyper's next operation is a write, it meets the closed socket
+/// (EPIPE) with the alert still unread, and the request would fail as a bare "broken pipe".
+/// This wrapper reads the alert then and fails that write with it instead, so the error
+/// says what the upstream refused. The error belongs to this connection only; the alert is
+/// also noted in its upstream's [`LateAlerts`] for a request that never reached it.
+pub struct Recorded {
+    inner: MaybeHttpsStream<TokioIo<TcpStream>>,
+    authority: Option<Authority>,
+    alerts: LateAlerts,
+}
+
+/// The last fatal TLS alert that ended one of an upstream's connections, with the endpoint
+/// (authority) it came from.
+///
+/// When hyper meets the alert before the connection took its first request, it reports that
+/// request only as canceled ("connection closed": never written), without the cause. A
+/// request notes [`LateAlerts::mark`] before it is sent; if it then comes back canceled,
+/// [`LateAlerts::since`] tells whether a connection to the same endpoint failed with an alert
+/// meanwhile. One relaxed atomic load on the request path; the lock only on failures.
 #[derive(Clone, Default)]
 pub struct LateAlerts(Arc<Alerts>);
 
@@ -86,13 +102,13 @@ pub struct LateAlerts(Arc<Alerts>);
 struct Alerts {
     /// How many alerts were recorded.
     seq: AtomicU64,
-    last: Mutex<Option<String>>,
+    last: Mutex<Option<(Option<Authority>, rustls::AlertDescription)>>,
 }
 
 impl LateAlerts {
-    fn record(&self, alert: String) {
+    fn record(&self, authority: Option<Authority>, alert: rustls::AlertDescription) {
         if let Ok(mut last) = self.0.last.lock() {
-            *last = Some(alert);
+            *last = Some((authority, alert));
             self.0.seq.fetch_add(1, Ordering::Release);
         }
     }
@@ -102,19 +118,17 @@ impl LateAlerts {
         self.0.seq.load(Ordering::Acquire)
     }
 
-    /// The alert a connection failed with after `mark`, if any did.
-    pub fn since(&self, mark: u64) -> Option<String> {
+    /// The alert a connection to `authority` failed with after `mark`, if one did.
+    pub fn since(&self, mark: u64, authority: Option<&Authority>) -> Option<String> {
         if self.0.seq.load(Ordering::Acquire) == mark {
             return None;
         }
-        self.0.last.lock().ok()?.clone()
+        let last = self.0.last.lock().ok()?;
+        match &*last {
+            Some((from, alert)) if from.as_ref() == authority => Some(format!("{alert:?}")),
+            _ => None,
+        }
     }
-}
-
-/// An upstream connection whose TLS alerts are recorded in its upstream's [`LateAlerts`].
-pub struct Recorded {
-    inner: MaybeHttpsStream<TokioIo<TcpStream>>,
-    alerts: LateAlerts,
 }
 
 impl Connection for Recorded {
@@ -126,9 +140,8 @@ impl Connection for Recorded {
 impl Recorded {
     /// A write failed because the server closed the connection (it refused the client
     /// certificate and hung up): the alert it sent first may still be waiting unread. Read
-    /// it, so that it is recorded. The read goes straight to the socket (non-blocking), since
-    /// tokio only reads once its event loop has seen the socket readable, which it has not
-    /// yet.
+    /// it and fail the write with it. The read goes straight to the socket (non-blocking),
+    /// since tokio only reads once its event loop has seen the socket readable.
     fn after_write<T>(&mut self, result: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
         if let Poll::Ready(Err(e)) = &result {
             let closed = matches!(
@@ -136,35 +149,38 @@ impl Recorded {
                 std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
             );
             if closed {
-                self.salvage_alert();
+                if let Some(alert) = self.salvage_alert() {
+                    self.alerts.record(self.authority.clone(), alert);
+                    // As tokio-rustls reports an alert met while reading.
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        rustls::Error::AlertReceived(alert),
+                    )));
+                }
             }
         }
         result
     }
-}
 
-impl Recorded {
-    fn salvage_alert(&mut self) {
+    fn salvage_alert(&mut self) -> Option<rustls::AlertDescription> {
         use std::io::Read as _;
         let MaybeHttpsStream::Https(tls) = &mut self.inner else {
-            return;
+            return None;
         };
         let (tcp, conn) = tls.inner_mut().get_mut();
         let mut buf = [0u8; 512];
         let socket = socket2::SockRef::from(tcp.inner().inner());
-        let Ok(n) = (&*socket).read(&mut buf) else {
-            return;
-        };
+        let n = (&*socket).read(&mut buf).ok()?;
         let mut received = buf.get(..n).unwrap_or_default();
         while !received.is_empty() {
             if !matches!(conn.read_tls(&mut received), Ok(1..)) {
-                return;
+                return None;
             }
             if let Err(rustls::Error::AlertReceived(alert)) = conn.process_new_packets() {
-                self.alerts.record(format!("{alert:?}"));
-                return;
+                return Some(alert);
             }
         }
+        None
     }
 }
 
@@ -176,8 +192,11 @@ impl hyper::rt::Read for Recorded {
     ) -> Poll<std::io::Result<()>> {
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Err(e)) = &result {
-            if let Some(alert) = super::late_tls_alert(e) {
-                self.alerts.record(alert);
+            let alert = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            if let Some(rustls::Error::AlertReceived(alert)) = alert {
+                self.alerts.record(self.authority.clone(), *alert);
             }
         }
         result

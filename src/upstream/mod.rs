@@ -112,7 +112,7 @@ pub struct UpstreamClient {
     pool: Arc<Pool>,
     /// HTTP/1.1-only client for WebSocket handshakes.
     upgrade_client: Client<Connector, UpstreamBody>,
-    /// TLS alerts that ended this upstream's connections, for requests canceled by them.
+    /// TLS alerts that ended this upstream's connections (see `connect::LateAlerts`).
     alerts: LateAlerts,
     retries: u32,
     active_health: Option<crate::config::ActiveHealth>,
@@ -332,6 +332,7 @@ impl UpstreamClient {
         deadline: Instant,
     ) -> Result<(Response<Incoming>, Instant), SendError> {
         let alerts = self.alerts.mark();
+        let authority = req.uri().authority().cloned();
         // `prepare_headers` keeps `Upgrade` only on a WebSocket handshake the proxy relays.
         let response = if req.headers().contains_key(header::UPGRADE) {
             *req.version_mut() = Version::HTTP_11;
@@ -347,7 +348,7 @@ impl UpstreamClient {
                     // The upstream answered before the upload ended (an early error, say).
                     return result
                         .map(|r| (r, Instant::now()))
-                        .map_err(|e| self.classify_error(&e, alerts));
+                        .map_err(|e| self.classify_error(&e, alerts, authority.as_ref()));
                 }
                 // Sent, or the body was dropped because the exchange failed: either way the
                 // response future now settles on its own terms.
@@ -360,7 +361,7 @@ impl UpstreamClient {
         let by_budget = sent + budget;
         match tokio::time::timeout_at(by_budget.min(deadline), &mut response).await {
             Ok(Ok(resp)) => Ok((resp, sent)),
-            Ok(Err(e)) => Err(self.classify_error(&e, alerts)),
+            Ok(Err(e)) => Err(self.classify_error(&e, alerts, authority.as_ref())),
             Err(_) if deadline < by_budget => {
                 Err(SendError::Upstream(UpstreamError::RequestTimeout {
                     upstream: self.name.clone(),
@@ -373,8 +374,14 @@ impl UpstreamClient {
         }
     }
 
-    /// Why a send failed; `alerts` is [`LateAlerts::mark`] from before it was sent.
-    fn classify_error(&self, e: &hyper_util::client::legacy::Error, alerts: u64) -> SendError {
+    /// Why a send to `authority` failed; `alerts` is [`LateAlerts::mark`] from before it was
+    /// sent.
+    fn classify_error(
+        &self,
+        e: &hyper_util::client::legacy::Error,
+        alerts: u64,
+        authority: Option<&http::uri::Authority>,
+    ) -> SendError {
         use std::error::Error as _;
         let mut source = e.source();
         while let Some(err) = source {
@@ -411,14 +418,19 @@ impl UpstreamClient {
             }
             source = err.source();
         }
-        if let Some(alert) = self.alerts.since(alerts) {
-            // A connection of this upstream failed with a TLS alert while this request was
-            // being sent, and the request failed without a cause of its own (see
-            // `connect::LateAlerts`): the alert is why.
-            return SendError::Upstream(UpstreamError::Tls {
-                upstream: self.name.clone(),
-                detail: alert_hint(&alert, &self.name),
-            });
+        // Canceled: hyper never wrote the request. If a connection to the same endpoint
+        // failed with a TLS alert meanwhile, that is why (see `connect::LateAlerts`).
+        let canceled = e
+            .source()
+            .and_then(|s| s.downcast_ref::<hyper::Error>())
+            .is_some_and(hyper::Error::is_canceled);
+        if canceled {
+            if let Some(alert) = self.alerts.since(alerts, authority) {
+                return SendError::Upstream(UpstreamError::Tls {
+                    upstream: self.name.clone(),
+                    detail: alert_hint(&alert, &self.name),
+                });
+            }
         }
         let upstream = self.name.clone();
         let detail = error_chain(e);

@@ -32,8 +32,8 @@ pub struct Endpoint {
     pub weight: u32,
     pub auth: Auth,
     pub state: EndpointState,
-    /// The `Host` header of HTTP/1.1 requests to this endpoint, made once (hyper would format
-    /// it for every request).
+    /// The `Host` header of HTTP/1.1 requests to a cleartext endpoint, made once (hyper
+    /// would format it for every request); `None` for TLS endpoints.
     pub host: Option<HeaderValue>,
     /// Requests sent and not yet finished (their response body has not ended).
     load: Arc<AtomicU32>,
@@ -283,17 +283,51 @@ impl Pool {
     }
 }
 
-/// `Host` as hyper derives it from an absolute URI: the host, and the port unless it is the
-/// scheme's default (443 for https, 80 otherwise).
+/// `Host` for a cleartext endpoint, as hyper derives it from an absolute URI: the host, and
+/// the port unless it is 80. `None` for `https://`: ALPN may pick HTTP/2 there, which
+/// carries the authority in `:authority` and must not get a second, possibly differently
+/// spelled `host` (hyper adds `Host` itself on HTTP/1.1 connections).
 fn host_header(url: &UpstreamUrl) -> Option<HeaderValue> {
+    if url.scheme != http::uri::Scheme::HTTP {
+        return None;
+    }
     let host = url.authority.host();
-    let default = if url.scheme == http::uri::Scheme::HTTPS {
-        443
-    } else {
-        80
-    };
     match url.authority.port_u16() {
-        Some(port) if port != default => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
+        Some(port) if port != 80 => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
         _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    fn url(text: &str) -> UpstreamUrl {
+        let uri: http::Uri = text.parse().unwrap();
+        UpstreamUrl {
+            scheme: uri.scheme().unwrap().clone(),
+            authority: uri.authority().unwrap().clone(),
+            path: uri.path().to_owned(),
+        }
+    }
+
+    #[test]
+    fn host_is_made_for_cleartext_endpoints_as_hyper_would() {
+        let cases = [
+            ("http://127.0.0.1:8080/v1", Some("127.0.0.1:8080")),
+            ("http://example.com/v1", Some("example.com")),
+            ("http://example.com:80/v1", Some("example.com")),
+            ("http://[::1]:9000/v1", Some("[::1]:9000")),
+            ("https://example.com/v1", None),
+            ("https://example.com:8443/v1", None),
+        ];
+        for (text, expected) in cases {
+            let host = host_header(&url(text));
+            assert_eq!(
+                host.as_ref().map(|h| h.to_str().unwrap()),
+                expected,
+                "{text}"
+            );
+        }
     }
 }
