@@ -208,19 +208,29 @@ async fn ambiguous_paths_are_refused() {
     h.shutdown().await;
 }
 
-#[tokio::test]
-async fn bodies_over_the_limit_get_413_before_any_upstream() {
-    let h = Harness::with_config(
+/// A gateway whose `max_body_bytes` is 1 KiB.
+async fn one_kib_limit() -> Harness {
+    Harness::with_config(
         r#"
         [limits]
         max_body_bytes = "1 KiB"
         "#,
     )
-    .await;
-    let big_json = format!(
+    .await
+}
+
+/// A Responses request body of about 2 KB, over [`one_kib_limit`].
+fn over_one_kib() -> String {
+    format!(
         "{{\"model\":\"m\",\"store\":false,\"input\":\"{}\"}}",
         "x".repeat(2000)
-    );
+    )
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_before_any_upstream() {
+    let h = one_kib_limit().await;
+    let big_json = over_one_kib();
     // Declared too large, on an inspected route and on a streamed one.
     for (path, body) in [
         ("/v1/responses", Bytes::from(big_json.clone())),
@@ -280,13 +290,7 @@ async fn bodies_over_the_limit_get_413_before_any_upstream() {
 
 #[tokio::test]
 async fn chunked_body_over_the_limit_on_a_streamed_route_never_arrives_whole() {
-    let h = Harness::with_config(
-        r#"
-        [limits]
-        max_body_bytes = "1 KiB"
-        "#,
-    )
-    .await;
+    let h = one_kib_limit().await;
     let frames: Vec<Bytes> = (0..8).map(|_| Bytes::from(vec![b'z'; 512])).collect();
     let req = h
         .client
@@ -407,13 +411,7 @@ async fn oversized_request_heads_get_431() {
 /// stays usable.
 #[tokio::test]
 async fn refusals_neither_wait_for_a_continued_body_nor_reset_a_sent_one() {
-    let h = Harness::with_config(
-        r#"
-        [limits]
-        max_body_bytes = "1 KiB"
-        "#,
-    )
-    .await;
+    let h = one_kib_limit().await;
     // Expect: 100-continue, body too large: 413 without 100 Continue, then the connection
     // closes (the body was never sent, so it cannot be skipped).
     let mut stream = TcpStream::connect(h.proxy_addr).await.unwrap();
@@ -441,10 +439,7 @@ async fn refusals_neither_wait_for_a_continued_body_nor_reset_a_sent_one() {
     // Body sent with the head, slightly over the limit: 413, and the connection still
     // answers the next request.
     let mut stream = TcpStream::connect(h.proxy_addr).await.unwrap();
-    let body = format!(
-        "{{\"model\":\"m\",\"store\":false,\"input\":\"{}\"}}",
-        "x".repeat(2000)
-    );
+    let body = over_one_kib();
     let head = format!(
         "POST /v1/responses HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
