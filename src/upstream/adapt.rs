@@ -102,7 +102,9 @@ impl UpstreamClient {
             match rest {
                 // Listing or fetching stored chat completions (GET) is not deployment-scoped.
                 Some(rest) if *method == Method::POST && azure::is_deployment_scoped(rest) => {
-                    let model = self.request_model(rest, body, &kind).await?;
+                    // Boxed: reading a multipart body's `model` is a large future, and
+                    // inline it would make every request's future (and its moves) larger.
+                    let model = Box::pin(self.request_model(rest, body, &kind)).await?;
                     let deployment = classic.deployments.get(&model).ok_or_else(|| {
                         AdaptError::ModelNotMapped {
                             model: model.clone(),
