@@ -175,12 +175,18 @@ async fn a_client_gone_before_the_head_is_recorded_once_as_499() {
     s.write_all(req.as_bytes()).await.unwrap();
     h.primary.wait_for_requests(1, SOON).await;
     drop(s);
+    // The record and the in-flight gauge are settled as the request's future is dropped, in
+    // no fixed order: wait for both.
     let scrape = h
         .scrape_when(|s| {
             metric("switchyard_requests_total")
                 .label("status", "499")
                 .sum_in(s)
                 .is_some()
+                && metric("switchyard_requests_in_flight")
+                    .label("upstream", "primary")
+                    .sum_in(s)
+                    == Some(0.0)
         })
         .await;
     metric("switchyard_requests_total")

@@ -172,6 +172,19 @@ impl HttpClient {
         self.send(builder.body(full(body)).unwrap()).await
     }
 
+    /// POST `body` with `content-type: application/json` plus `headers`.
+    pub async fn post_json_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut all = Vec::with_capacity(headers.len() + 1);
+        all.push(("content-type", "application/json"));
+        all.extend_from_slice(headers);
+        self.call(Method::POST, path, &all, body).await
+    }
+
     /// Send and read the whole response.
     pub async fn send(&self, req: Request<ReqBody>) -> Reply {
         let what = format!("{} {}", req.method(), req.uri());

@@ -205,3 +205,34 @@ impl MetricMatch {
         }
     }
 }
+
+/// Scrape the admin listener at `admin`.
+pub async fn scrape(admin: std::net::SocketAddr) -> Scrape {
+    let reply = super::HttpClient::http1(admin)
+        .call(http::Method::GET, "/metrics", &[], bytes::Bytes::new())
+        .await;
+    assert_eq!(
+        reply.status,
+        http::StatusCode::OK,
+        "GET /metrics: {}",
+        reply.text()
+    );
+    Scrape::parse(&reply.text())
+}
+
+/// Scrape `admin` until `done` holds for the scrape (every 10 ms, up to `timeout`); returns
+/// the last scrape either way, so that the caller's assertions explain what is missing.
+pub async fn scrape_within(
+    admin: std::net::SocketAddr,
+    timeout: std::time::Duration,
+    done: impl Fn(&Scrape) -> bool,
+) -> Scrape {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let scrape = scrape(admin).await;
+        if done(&scrape) || tokio::time::Instant::now() >= deadline {
+            return scrape;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::Method;
 use serde_json::Value;
 use switchyard::config::Config;
 use switchyard::mock::{MockOptions, MockProvider, RecordedRequest};
@@ -202,37 +202,18 @@ impl Harness {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
-        let mut all = Vec::with_capacity(headers.len() + 1);
-        all.push(("content-type", "application/json"));
-        all.extend_from_slice(headers);
-        self.client.call(Method::POST, path, &all, body).await
+        self.client.post_json_with(path, headers, body).await
     }
 
     /// Scrape the admin listener's `/metrics`.
     pub async fn scrape(&self) -> Scrape {
-        let reply = HttpClient::http1(self.admin_addr)
-            .call(Method::GET, "/metrics", &[], Bytes::new())
-            .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::OK,
-            "GET /metrics: {}",
-            reply.text()
-        );
-        Scrape::parse(&reply.text())
+        metrics::scrape(self.admin_addr).await
     }
 
     /// Scrape until `done` holds for the scrape (every 10 ms, up to [`SOON`]); returns the
     /// last scrape either way, so that the caller's assertions explain what is missing.
     pub async fn scrape_when(&self, done: impl Fn(&Scrape) -> bool) -> Scrape {
-        let deadline = tokio::time::Instant::now() + SOON;
-        loop {
-            let scrape = self.scrape().await;
-            if done(&scrape) || tokio::time::Instant::now() >= deadline {
-                return scrape;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        metrics::scrape_within(self.admin_addr, SOON, done).await
     }
 
     /// Stop the mock serving `upstream` for good: its port refuses connections from now on.

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::Method;
 use serde_json::Value;
 use switchyard::config::Config;
 use switchyard::mock::{MockOptions, MockProvider, RecordedRequest};
@@ -99,24 +99,12 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
-        let mut all = Vec::with_capacity(headers.len() + 1);
-        all.push(("content-type", "application/json"));
-        all.extend_from_slice(headers);
-        self.call(Method::POST, path, &all, body).await
+        self.client.post_json_with(path, headers, body).await
     }
 
     /// Scrape the admin listener's `/metrics`.
     pub async fn scrape(&self) -> Scrape {
-        let reply = HttpClient::http1(self.admin_addr)
-            .call(Method::GET, "/metrics", &[], Bytes::new())
-            .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::OK,
-            "GET /metrics: {}",
-            reply.text()
-        );
-        Scrape::parse(&reply.text())
+        super::metrics::scrape(self.admin_addr).await
     }
 
     /// Scrape until `done` holds (every 10 ms, up to [`SOON`]); the last scrape either way.
@@ -126,14 +114,7 @@ impl Gateway {
 
     /// Scrape until `done` holds (every 10 ms, up to `timeout`); the last scrape either way.
     pub async fn scrape_within(&self, timeout: Duration, done: impl Fn(&Scrape) -> bool) -> Scrape {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let scrape = self.scrape().await;
-            if done(&scrape) || tokio::time::Instant::now() >= deadline {
-                return scrape;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        super::metrics::scrape_within(self.admin_addr, timeout, done).await
     }
 
     pub async fn shutdown(self) {
