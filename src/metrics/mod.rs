@@ -376,12 +376,6 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn first_byte(&self, route: &str, upstream: &str, seconds: f64) {
-        self.first_byte
-            .with_label_values(&[route, upstream])
-            .observe(seconds);
-    }
-
     /// The in-flight gauge of `upstream`, to be incremented while a request is outstanding.
     pub fn in_flight(&self, upstream: &str) -> IntGauge {
         self.in_flight.with_label_values(&[upstream])
