@@ -6,14 +6,18 @@
 
 mod affinity;
 mod env;
+mod operations;
 mod pool;
 mod raw;
 mod rules;
 mod upstream;
 mod validate;
 
+pub use operations::{sha256_hex, Audit, AuditKey, AuditOnFull, Reload};
 pub use upstream::bedrock_endpoint;
 
+#[cfg(test)]
+mod operations_tests;
 #[cfg(test)]
 mod pool_tests;
 #[cfg(test)]
@@ -48,6 +52,24 @@ pub struct Config {
     pub affinity: Affinity,
     /// `[accounting]`: token usage from responses.
     pub accounting: Accounting,
+    /// `[reload]`: watching the file for changes.
+    pub reload: Reload,
+    /// `[audit]`: the hash-chained audit trail, when configured.
+    pub audit: Option<Audit>,
+    /// `[shadow]`: a rule set evaluated on every request and never enforced.
+    pub shadow: Option<ClassifierSettings>,
+    /// Where this config came from and its SHA-256.
+    pub source: Source,
+}
+
+/// The file a config was read from (if any) and the SHA-256 of its bytes, which names the
+/// config in `switchyard_config_info`, the audit trail and `x-switchyard-config`.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// `None` for a config built from text (tests, the demo): it cannot be reloaded.
+    pub path: Option<PathBuf>,
+    /// Lowercase hex.
+    pub sha256: Arc<str>,
 }
 
 /// `[server]`: the client-facing listeners.
@@ -63,6 +85,8 @@ pub struct Server {
     pub decision_headers: bool,
     /// Threads serving clients, each with its own event loop and upstream connection pools.
     pub workers: usize,
+    /// How long in-flight requests and streams get to finish after SIGTERM.
+    pub drain_timeout: Duration,
 }
 
 /// `[server.tls]`: a TLS listener (HTTP/1.1 and h2 by ALPN), optionally requiring client
@@ -147,6 +171,9 @@ pub struct Upstream {
     pub timeouts: Timeouts,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    /// SHA-256 of the section as written, the global timeouts and the certificate files it
+    /// reads: a reload keeps the running client when this is unchanged.
+    pub fingerprint: [u8; 32],
 }
 
 /// One endpoint of an upstream's pool.
@@ -441,6 +468,17 @@ pub mod defaults {
         "mcp-session-id",
         "x-amzn-bedrock-agentcore-runtime-session-id",
     ];
+    /// How long in-flight requests get to finish after SIGTERM.
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How often `[reload] watch` polls the file.
+    pub const RELOAD_WATCH_INTERVAL: Duration = Duration::from_secs(5);
+    pub const MIN_RELOAD_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+    /// 100 MiB, in bytes: the audit file is rotated past this.
+    pub const AUDIT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+    /// 64 KiB, in bytes: the smallest `audit.max_file_bytes`.
+    pub const AUDIT_MIN_FILE_BYTES: u64 = 64 * 1024;
+    /// Audit records waiting for the writer, at most.
+    pub const AUDIT_QUEUE: usize = 65_536;
     /// Longest accepted duration for any timeout: 7 days.
     pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 }
@@ -473,7 +511,9 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml_str(&text)
+        let mut config = Self::from_toml_str(&text)?;
+        config.source.path = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Validate TOML text; `${VAR}` secrets come from the process environment.
@@ -489,6 +529,7 @@ impl Config {
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
             ConfigError::Syntax(format!("invalid config: {}", e.to_string().trim_end()))
         })?;
-        validate::validate(raw, lookup)
+        let sha256 = Arc::from(sha256_hex(text.as_bytes()));
+        validate::validate(raw, lookup, Source { path: None, sha256 })
     }
 }

@@ -30,6 +30,10 @@ pub(super) struct RawConfig {
     pub affinity: Option<RawAffinity>,
     #[serde(default)]
     pub accounting: RawAccounting,
+    #[serde(default)]
+    pub reload: RawReload,
+    pub audit: Option<RawAudit>,
+    pub shadow: Option<RawShadow>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,6 +43,7 @@ pub(super) struct RawServer {
     pub base_path: Option<String>,
     pub decision_headers: Option<bool>,
     pub workers: Option<i64>,
+    pub drain_timeout: Option<String>,
     pub tls: Option<RawServerTls>,
 }
 
@@ -213,4 +218,36 @@ pub(super) struct RawAffinity {
 pub(super) struct RawAccounting {
     pub tokens: Option<bool>,
     pub inject_include_usage: Option<bool>,
+}
+
+/// `[reload]`: reloading the config when its file changes (SIGHUP and `POST /reload` always
+/// work).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReload {
+    pub watch: Option<bool>,
+    pub watch_interval: Option<String>,
+}
+
+/// `[audit]`: the hash-chained audit trail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    pub path: String,
+    pub max_file_bytes: Option<RawSize>,
+    pub max_files: Option<i64>,
+    pub queue: Option<i64>,
+    pub on_full: Option<String>,
+    pub key: Option<String>,
+}
+
+/// `[shadow]`: a second rule set, evaluated on every request and never enforced.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShadow {
+    pub builtins: Option<bool>,
+    #[serde(default)]
+    pub disable: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
 }

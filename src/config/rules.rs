@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use http::{HeaderName, HeaderValue, Method};
 
-use super::raw::{RawConfig, RawRule};
+use super::raw::{RawConfig, RawRule, RawShadow};
 use super::validate::{invalid, quote};
 use super::ConfigError;
 use crate::classify::{
@@ -29,26 +29,68 @@ pub(super) fn classifier(
     raw: &RawConfig,
     base_path: &str,
 ) -> Result<ClassifierSettings, ConfigError> {
+    rule_set(
+        RuleSetKeys {
+            disable: "classifier.disable",
+            rules: "rules",
+        },
+        raw.classifier.builtins,
+        &raw.classifier.disable,
+        &raw.rules,
+        base_path,
+    )
+}
+
+/// `[shadow]`: a rule set of the same shape, under its own keys.
+pub(super) fn shadow(raw: &RawShadow, base_path: &str) -> Result<ClassifierSettings, ConfigError> {
+    rule_set(
+        RuleSetKeys {
+            disable: "shadow.disable",
+            rules: "shadow.rules",
+        },
+        raw.builtins,
+        &raw.disable,
+        &raw.rules,
+        base_path,
+    )
+}
+
+/// Where a rule set's keys live, for errors.
+struct RuleSetKeys {
+    disable: &'static str,
+    rules: &'static str,
+}
+
+fn rule_set(
+    keys: RuleSetKeys,
+    builtins_on: Option<bool>,
+    disable: &[String],
+    raw_rules: &[RawRule],
+    base_path: &str,
+) -> Result<ClassifierSettings, ConfigError> {
     let builtins = builtin_rule_names();
-    for (i, name) in raw.classifier.disable.iter().enumerate() {
+    for (i, name) in disable.iter().enumerate() {
         if name == "default" {
             return Err(invalid(
-                &format!("classifier.disable[{i}]"),
+                &format!("{}[{i}]", keys.disable),
                 &quote(name),
-                "the default rule cannot be disabled; add a catch-all [[rules]] entry instead",
+                &format!(
+                    "the default rule cannot be disabled; add a catch-all [[{}]] entry instead",
+                    keys.rules
+                ),
             ));
         }
         if !builtins.contains(&name.as_str()) {
             return Err(invalid(
-                &format!("classifier.disable[{i}]"),
+                &format!("{}[{i}]", keys.disable),
                 &quote(name),
                 &format!("is not a built-in rule (known: {})", builtins.join(", ")),
             ));
         }
     }
-    let mut rules: Vec<RuleSpec> = Vec::with_capacity(raw.rules.len());
-    for (i, r) in raw.rules.iter().enumerate() {
-        let spec = rule(&format!("rules[{i}]"), r)?;
+    let mut rules: Vec<RuleSpec> = Vec::with_capacity(raw_rules.len());
+    for (i, r) in raw_rules.iter().enumerate() {
+        let spec = rule(&format!("{}[{i}]", keys.rules), r)?;
         let reserved = [
             crate::classify::DEFAULT_RULE,
             crate::policy::UNCLASSIFIABLE_RULE,
@@ -58,7 +100,7 @@ pub(super) fn classifier(
             || rules.iter().any(|p| p.name == spec.name)
         {
             return Err(invalid(
-                &format!("rules[{i}].name"),
+                &format!("{}[{i}].name", keys.rules),
                 &quote(&spec.name),
                 "is already used by another rule; rule names must be unique",
             ));
@@ -67,8 +109,8 @@ pub(super) fn classifier(
     }
     Ok(ClassifierSettings {
         base_path: base_path.to_owned(),
-        builtins: raw.classifier.builtins.unwrap_or(true),
-        disabled_builtins: raw.classifier.disable.clone(),
+        builtins: builtins_on.unwrap_or(true),
+        disabled_builtins: disable.to_vec(),
         rules,
     })
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 
-const MINIMAL: &str = r#"
+pub(super) const MINIMAL: &str = r#"
 [server]
 listen = "127.0.0.1:8080"
 

@@ -164,6 +164,8 @@ pub(super) fn upstream(
             defaults::POOL_IDLE_TIMEOUT,
         )?,
         pool_max_idle_per_host,
+        // Set by `validate` from the section as written.
+        fingerprint: [0; 32],
     })
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawLog, RawServer, RawSize, RawTimeouts};
 use super::{
-    defaults, Admin, Config, ConfigError, Limits, Log, LogFormat, Routing, Server, ServerTls,
-    Timeouts, Unclassifiable, Upstream,
+    defaults, operations, Admin, Config, ConfigError, Limits, Log, LogFormat, Routing, Server,
+    ServerTls, Source, Timeouts, Unclassifiable, Upstream,
 };
 use crate::classify::Class;
 use crate::tls;
@@ -24,7 +24,11 @@ const MAX_BODY_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
 /// Largest accepted `max_header_bytes`: 1 MiB.
 const MAX_HEADER_LIMIT: usize = 1024 * 1024;
 
-pub(super) fn validate(raw: RawConfig, lookup: Lookup<'_>) -> Result<Config, ConfigError> {
+pub(super) fn validate(
+    raw: RawConfig,
+    lookup: Lookup<'_>,
+    source: Source,
+) -> Result<Config, ConfigError> {
     let server = server(&raw.server)?;
     let admin_listen = raw
         .admin
@@ -59,14 +63,27 @@ pub(super) fn validate(raw: RawConfig, lookup: Lookup<'_>) -> Result<Config, Con
     }
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     for (name, up) in &raw.upstreams {
-        upstreams.push(super::upstream::upstream(name, up, global, lookup)?);
+        let mut upstream = super::upstream::upstream(name, up, global, lookup)?;
+        upstream.fingerprint = operations::upstream_fingerprint(up, &raw.timeouts);
+        upstreams.push(upstream);
     }
     let routing = routing(&raw, &upstreams)?;
     let classifier = super::rules::classifier(&raw, &server.base_path)?;
     let log = log(&raw.log)?;
     let affinity = super::affinity::affinity(raw.affinity.as_ref(), lookup)?;
     let accounting = super::affinity::accounting(&raw.accounting);
+    let reload = operations::reload(&raw.reload)?;
+    let audit = operations::audit(raw.audit.as_ref(), lookup)?;
+    let shadow = raw
+        .shadow
+        .as_ref()
+        .map(|s| super::rules::shadow(s, &server.base_path))
+        .transpose()?;
     Ok(Config {
+        reload,
+        audit,
+        shadow,
+        source,
         affinity,
         accounting,
         server,
@@ -163,6 +180,7 @@ fn server(raw: &RawServer) -> Result<Server, ConfigError> {
         base_path: base_path(raw.base_path.as_deref())?,
         decision_headers: raw.decision_headers.unwrap_or(true),
         workers: workers(raw.workers)?,
+        drain_timeout: operations::drain_timeout(raw.drain_timeout.as_deref())?,
     })
 }
 
