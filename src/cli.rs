@@ -38,6 +38,21 @@ pub enum Command {
     /// Generate certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Check or summarise hash-chained audit logs (`[audit]`).
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
+    /// GET a plain-HTTP URL (e.g. the admin listener's /readyz): exit 0 on a 2xx answer, 1
+    /// otherwise. For container health checks in images without curl.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The URL, such as http://127.0.0.1:9901/readyz.
+    pub url: String,
+    /// Deadline for each of connect, send and receive, such as "2s".
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

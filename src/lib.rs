@@ -7,10 +7,12 @@
 //!
 //! ```text
 //!  server ──accept──▶ tower stack (SetRequestId) ──▶ proxy::ProxyService
-//!                       │
+//!                       │  takes the live gateway state (reload::Live, swapped by reloads)
+//!                       │  once; with [audit], a place in audit::AuditLog's queue
 //!                       ├─ classify   classify::Classifier::inspect(method, path, headers)
 //!                       │             └─ body needed? buffer ≤ max_body_bytes, then
-//!                       │                PendingBody::finish(&bytes)
+//!                       │                PendingBody::finish(&bytes); [shadow] rules
+//!                       │                evaluated beside, never enforced (proxy/shadow.rs)
 //!                       ├─ decide     policy::Policy::settle / Policy::upstream_for(class):
 //!                       │             the only place that picks an upstream; no failover
 //!                       ├─ forward    upstream::UpstreamClient::{needs_body, adapt,
@@ -21,8 +23,9 @@
 //!                       │             signs last, over the exact bytes sent)
 //!                       └─ record     proxy::body::ObservedBody streams the answer back and,
 //!                                     when it ends, proxy::record::Record writes metrics and
-//!                                     the access-log line (exactly once, even if the client leaves)
-//!  admin ── /metrics (metrics::Metrics), /healthz, /readyz
+//!                                     the access-log line and the audit record (exactly
+//!                                     once, even if the client leaves)
+//!  admin ── /metrics (metrics::Metrics), /healthz, /readyz, POST /reload (reload::Reloader)
 //!
 //!  "accept" is listener::accept_loop: TCP, then on a TLS listener the rustls handshake in the
 //!  connection's own task (ALPN picks HTTP/1.1 or h2), then hyper; drained on shutdown.
@@ -31,6 +34,7 @@
 
 pub mod admin;
 pub mod affinity;
+pub mod audit;
 pub mod certs;
 pub mod classify;
 pub mod cli;
@@ -43,7 +47,9 @@ pub mod metrics;
 pub mod mock;
 pub mod observe;
 pub mod policy;
+pub mod probe;
 pub mod proxy;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod tls;

@@ -9,6 +9,7 @@
 //! (`SETTINGS_ENABLE_CONNECT_PROTOCOL`) so that h2 clients can open WebSockets as streams.
 //! Whether an upgrade is relayed is the proxy's decision, never the listener's.
 
+use arc_swap::ArcSwap;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,19 +24,25 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use prometheus::IntGauge;
 
 use crate::metrics::{Metrics, TlsHandshakeError};
-use crate::server::DRAIN_TIMEOUT;
+
+/// Shutdown as the accept loops see it: `None` while serving; once draining, the instant by
+/// which open connections must have finished (`server.drain_timeout` after SIGTERM).
+pub(crate) type Shutdown = watch::Receiver<Option<Instant>>;
 
 /// What a TLS listener needs beyond TCP: the acceptor, the handshake deadline and the
 /// counter of failed handshakes.
 #[derive(Clone)]
 pub(crate) struct TlsSettings {
-    pub(crate) acceptor: TlsAcceptor,
+    /// The server's certificate, key and client CA; a reload swaps in new ones, which the
+    /// next handshake uses.
+    pub(crate) config: Arc<ArcSwap<rustls::ServerConfig>>,
     /// A client must finish the handshake within this (`limits.header_read_timeout`).
     pub(crate) handshake_timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
@@ -145,7 +152,7 @@ pub(crate) async fn distribute(
     name: &'static str,
     listener: TcpListener,
     mut workers: Vec<(mpsc::UnboundedSender<Handoff>, OpenCount)>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     loop {
         let (stream, peer) = tokio::select! {
@@ -212,7 +219,7 @@ pub(crate) async fn accept_loop<S, B>(
     tls: Option<TlsSettings>,
     builder: auto::Builder<TokioExecutor>,
     service: S,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
         + Clone
@@ -280,7 +287,7 @@ pub(crate) async fn accept_loop<S, B>(
                             None => return,
                         },
                         // Shutting down: a connection that never got to a request is dropped.
-                        _ = stop.wait_for(|stopping| *stopping) => return,
+                        _ = stop.wait_for(|draining| draining.is_some()) => return,
                     };
                     let alpn = stream.get_ref().1.alpn_protocol();
                     let builder = builders.for_alpn(alpn);
@@ -300,7 +307,13 @@ pub(crate) async fn accept_loop<S, B>(
         }
     }
     drop(source);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    // A worker may see its channel close before the deadline is published: wait for it.
+    let deadline = match shutdown.wait_for(|draining| draining.is_some()).await {
+        Ok(deadline) => (*deadline).unwrap_or_else(Instant::now),
+        // The sender is gone: nobody is waiting for a drain.
+        Err(_) => Instant::now(),
+    };
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
         .await
         .is_err()
     {
@@ -320,8 +333,9 @@ async fn handshake(
     peer: SocketAddr,
     name: &'static str,
 ) -> Option<TlsStream<TcpStream>> {
+    let acceptor = TlsAcceptor::from(tls.config.load_full());
     let (reason, error) =
-        match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
+        match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => return Some(stream),
             Ok(Err(e)) => (handshake_failure(&e), e.to_string()),
             Err(_) => (

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use switchyard::cli::{self, Cli, Command};
 use switchyard::config::{Config, Log, LogFormat};
+use switchyard::reload::Trigger;
 use switchyard::{demo, logging, server};
 
 fn main() -> ExitCode {
@@ -14,11 +15,15 @@ fn main() -> ExitCode {
         Command::Check(args) => print_or_fail(cli::check(&args.config)),
         Command::Explain(args) => print_or_fail(cli::explain(&args)),
         Command::Certs(cli::CertsCommand::Dev(args)) => print_or_fail(cli::certs_dev(&args)),
+        Command::Audit(command) => command.run().print(),
+        Command::Probe(args) => print_or_fail(
+            switchyard::probe::probe(&args.url, args.timeout).map(|line| format!("{line}\n")),
+        ),
         Command::Serve(args) => run(async move {
             let config = Config::load(&args.config)?;
             let _guard = logging::init(&config.log);
             let handle = server::start(config).await?;
-            wait_for_signal().await?;
+            serve_until_stopped(&handle).await?;
             tracing::info!("shutting down: draining in-flight requests");
             handle.shutdown().await;
             Ok(())
@@ -74,6 +79,31 @@ fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Reload the config on every SIGHUP; return on SIGTERM or SIGINT.
+async fn serve_until_stopped(handle: &server::ServerHandle) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        let stop = wait_for_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                stopped = &mut stop => return stopped,
+                _ = hup.recv() => {
+                    // The outcome is logged and counted by the reloader.
+                    let _ = handle.reload(Trigger::Signal).await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = handle;
+        wait_for_signal().await
     }
 }
 

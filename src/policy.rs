@@ -15,8 +15,8 @@ use crate::upstream::UpstreamClient;
 pub const UNCLASSIFIABLE_RULE: &str = "unclassifiable";
 
 pub struct Policy {
-    stateless: UpstreamClient,
-    stateful: UpstreamClient,
+    stateless: Arc<UpstreamClient>,
+    stateful: Arc<UpstreamClient>,
     unclassifiable: config::Unclassifiable,
     unclassifiable_rule: Arc<str>,
 }
@@ -28,12 +28,28 @@ pub struct MissingUpstream(usize);
 
 impl Policy {
     pub fn new(config: &Config, metrics: &Metrics) -> Result<Policy, MissingUpstream> {
+        Self::reusing(config, metrics, None)
+    }
+
+    /// The policy of `config`, keeping the clients of `previous` (a reload's running policy)
+    /// whose upstream config is unchanged: their connections, health and ejections carry on.
+    pub fn reusing(
+        config: &Config,
+        metrics: &Metrics,
+        previous: Option<&Policy>,
+    ) -> Result<Policy, MissingUpstream> {
         let client = |i: usize| {
-            config
-                .upstreams
-                .get(i)
-                .map(|u| UpstreamClient::new(u, metrics, config.server.workers))
-                .ok_or(MissingUpstream(i))
+            let cfg = config.upstreams.get(i).ok_or(MissingUpstream(i))?;
+            let kept = previous.and_then(|p| {
+                p.upstreams()
+                    .into_iter()
+                    .map(|(_, client)| client)
+                    .find(|client| client.built_from(cfg))
+                    .cloned()
+            });
+            Ok(kept.unwrap_or_else(|| {
+                Arc::new(UpstreamClient::new(cfg, metrics, config.server.workers))
+            }))
         };
         Ok(Policy {
             stateless: client(config.routing.stateless)?,
@@ -78,7 +94,7 @@ impl Policy {
     }
 
     /// Both upstreams, for startup logging and metrics.
-    pub fn upstreams(&self) -> [(Class, &UpstreamClient); 2] {
+    pub fn upstreams(&self) -> [(Class, &Arc<UpstreamClient>); 2] {
         [
             (Class::Stateless, &self.stateless),
             (Class::Stateful, &self.stateful),

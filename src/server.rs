@@ -13,11 +13,14 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
+use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_http::request_id::SetRequestIdLayer;
 
+use arc_swap::ArcSwap;
+
 use crate::admin::{self, AdminState};
+use crate::audit::{AuditLog, AuditSettings, OnFull};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::gateway::GatewayError;
@@ -25,6 +28,7 @@ use crate::listener::{self, Handoff, OpenCount, Source};
 use crate::metrics::Metrics;
 use crate::proxy::headers::MakeRequestId;
 use crate::proxy::ProxyService;
+use crate::reload::{Live, ReloadError, ReloadReport, Reloader, Trigger};
 use crate::runtime::Workers;
 
 /// Connections the kernel queues for a listener before the gateway accepts them (capped by
@@ -32,9 +36,6 @@ use crate::runtime::Workers;
 /// more connects than that overflows the queue and each extra client waits for a SYN
 /// retransmit (1 s), which the load harness's 10,000-stream test showed.
 pub const LISTEN_BACKLOG: u32 = 4096;
-
-/// How long in-flight requests get to finish after shutdown begins.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,8 @@ pub enum StartupError {
     NoListener,
     #[error("cannot start the worker threads (server.workers): {0}")]
     Workers(std::io::Error),
+    #[error("cannot open the audit trail (audit.path): {0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// A running gateway: its bound addresses and the means to stop it.
@@ -62,24 +65,48 @@ pub struct ServerHandle {
     /// The TLS client listener, if `[server.tls]` is configured.
     pub tls_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
-    gateway: Arc<Gateway>,
+    live: Arc<Live>,
+    reloader: Arc<Reloader>,
     ready: Arc<AtomicBool>,
-    shutdown: watch::Sender<bool>,
+    shutdown: watch::Sender<Option<Instant>>,
+    admin_shutdown: watch::Sender<Option<Instant>>,
+    admin_task: tokio::task::JoinHandle<()>,
     tasks: JoinSet<()>,
     workers: Workers,
 }
 
 impl ServerHandle {
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
+    /// The state new requests use (the latest config).
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.live.load_full()
     }
 
-    /// Stop accepting, let in-flight requests finish (up to the drain timeout), then return.
+    /// Reload the config file (what SIGHUP and `POST /reload` do).
+    pub async fn reload(&self, trigger: Trigger) -> Result<ReloadReport, ReloadError> {
+        self.reloader.reload(trigger).await
+    }
+
+    /// Drain and stop: `/readyz` answers 503 at once, the listeners stop accepting, idle
+    /// keep-alive connections are closed (HTTP/1.1 `Connection: close` on their next
+    /// response, HTTP/2 GOAWAY), and requests and streams in flight get until
+    /// `server.drain_timeout` to finish; what is left then is cut. Returns when every
+    /// connection is closed and the audit trail is written out.
     pub async fn shutdown(mut self) {
+        let gateway = self.live.load_full();
+        let drain = gateway.config.server.drain_timeout;
         self.ready.store(false, Ordering::SeqCst);
-        let _ = self.shutdown.send(true);
+        gateway.metrics.config.draining(true);
+        tracing::info!(drain_timeout = ?drain, "draining: no new connections, in-flight requests may finish");
+        let _ = self.shutdown.send(Some(Instant::now() + drain));
         while self.tasks.join_next().await.is_some() {}
         self.workers.wait().await;
+        if let Some(audit) = &gateway.audit {
+            audit.close().await;
+        }
+        tracing::info!("drained");
+        // Scrapes and probes were answered throughout; now the admin listener goes too.
+        let _ = self.admin_shutdown.send(Some(Instant::now()));
+        let _ = self.admin_task.await;
     }
 }
 
@@ -88,7 +115,17 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
     let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
     let metrics = Arc::new(Metrics::new(&names)?);
     // Loads every upstream's credentials (token files, AWS keys) and starts their refresh.
-    let gateway = Arc::new(Gateway::start(config, metrics.clone()).await?);
+    let mut gateway = Gateway::start(config, metrics.clone()).await?;
+    if let Some(settings) = &gateway.config.audit {
+        let log = AuditLog::open(audit_settings(settings), metrics.clone())?;
+        tracing::info!(path = %settings.path.display(), "audit trail open");
+        gateway.audit = Some(log);
+    }
+    metrics
+        .config
+        .active(&gateway.config.source.sha256, crate::reload::unix_now());
+    let gateway = Arc::new(gateway);
+    let live: Arc<Live> = Arc::new(ArcSwap::new(gateway.clone()));
     let cfg = &gateway.config;
 
     let plain = match cfg.server.listen {
@@ -128,22 +165,29 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         // every response (over a provider's own), so no propagation layer is needed.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestId))
         // classify → decide → forward → record (see proxy/mod.rs).
-        .service(ProxyService::new(gateway.clone()));
+        .service(ProxyService::new(live.clone()));
     let proxy_service = TowerToHyperService::new(proxy_service);
 
+    let tls_cell = cfg
+        .server
+        .tls
+        .as_ref()
+        .map(|t| Arc::new(ArcSwap::new(t.config.clone())));
+    let reloader = Arc::new(Reloader::new(live.clone(), tls_cell.clone()));
     let ready = Arc::new(AtomicBool::new(false));
-    let weak = Arc::downgrade(&gateway);
-    let admin_state =
-        AdminState::new(metrics.clone(), ready.clone()).with_refresh(Arc::new(move || {
-            if let Some(gw) = weak.upgrade() {
-                for (_, upstream) in gw.policy.upstreams() {
+    let weak = Arc::downgrade(&live);
+    let admin_state = AdminState::new(metrics.clone(), ready.clone())
+        .with_refresh(Arc::new(move || {
+            if let Some(live) = weak.upgrade() {
+                for (_, upstream) in live.load().policy.upstreams() {
                     upstream.pool().refresh_up_gauges();
                 }
             }
-        }));
+        }))
+        .with_reloader(reloader.clone());
     let admin_service = hyper::service::service_fn(move |req| {
         let state = admin_state.clone();
-        async move { Ok::<_, std::convert::Infallible>(admin::handle(&state, req)) }
+        async move { Ok::<_, std::convert::Infallible>(admin::handle(&state, req).await) }
     });
     let mut admin_builder = auto::Builder::new(TokioExecutor::new());
     admin_builder
@@ -151,7 +195,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
 
-    let (shutdown, rx) = watch::channel(false);
+    let (shutdown, rx) = watch::channel(None);
     // The client listeners, served by every worker thread (see runtime.rs).
     let tls_settings = match &tls {
         Some((bound, t)) => {
@@ -164,7 +208,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
                 "serving clients"
             );
             Some(listener::TlsSettings {
-                acceptor: TlsAcceptor::from(t.config.clone()),
+                config: tls_cell
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(ArcSwap::new(t.config.clone()))),
                 handshake_timeout: cfg.limits.header_read_timeout,
                 metrics: metrics.clone(),
             })
@@ -221,14 +267,27 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
             rx.clone(),
         ));
     }
-    tasks.spawn(listener::accept_loop(
+    // The admin listener has a shutdown of its own: it keeps answering (`/readyz` 503,
+    // `/metrics` with `switchyard_draining`) until the client connections are drained.
+    let (admin_shutdown, admin_rx) = watch::channel(None);
+    let admin_task = tokio::spawn(listener::accept_loop(
         "admin",
         Source::Listener(admin.listener),
         None,
         admin_builder,
         admin_service,
-        rx,
+        admin_rx,
     ));
+    if cfg.reload.watch {
+        if let Some(path) = reloader.path() {
+            tracing::info!(path = %path.display(), interval = ?cfg.reload.watch_interval, "watching the config file for changes");
+        }
+        tasks.spawn(
+            reloader
+                .clone()
+                .watch(cfg.reload.watch_interval, rx.clone()),
+        );
+    }
     ready.store(true, Ordering::SeqCst);
     tracing::info!(
         %proxy_addr,
@@ -256,9 +315,12 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         proxy_addr,
         tls_addr,
         admin_addr,
-        gateway,
+        live,
+        reloader,
         ready,
         shutdown,
+        admin_shutdown,
+        admin_task,
         tasks,
         workers,
     })
@@ -295,7 +357,7 @@ struct WorkerJob<S> {
     tls: Option<(mpsc::UnboundedReceiver<Handoff>, listener::TlsSettings)>,
     builder: auto::Builder<TokioExecutor>,
     service: S,
-    shutdown: watch::Receiver<bool>,
+    shutdown: listener::Shutdown,
 }
 
 /// One worker: serve the connections handed to it until shutdown, then drain.
@@ -338,5 +400,20 @@ where
         (Some(plain), None) => plain.await,
         (None, Some(tls)) => tls.await,
         (None, None) => {}
+    }
+}
+
+/// The audit writer's settings from `[audit]`.
+fn audit_settings(cfg: &crate::config::Audit) -> AuditSettings {
+    AuditSettings {
+        path: cfg.path.clone(),
+        max_file_bytes: cfg.max_file_bytes,
+        max_files: cfg.max_files,
+        queue: cfg.queue,
+        on_full: match cfg.on_full {
+            crate::config::AuditOnFull::Block => OnFull::Block,
+            crate::config::AuditOnFull::Drop => OnFull::Drop,
+        },
+        key: cfg.key.as_ref().map(|k| k.0.clone()),
     }
 }

@@ -63,3 +63,68 @@ async fn shutdown_drains_in_flight_requests_and_stops_accepting() {
     primary.shutdown().await;
     secondary.shutdown().await;
 }
+
+/// While the drain runs the admin listener still answers: `/readyz` is 503 (so load
+/// balancers stop sending) and `/metrics` shows `switchyard_draining 1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_answers_503_on_readyz_while_draining() {
+    let Harness {
+        primary,
+        secondary,
+        gateway,
+        proxy_addr,
+        admin_addr,
+        ..
+    } = Harness::start().await;
+    let admin = HttpClient::http1(admin_addr);
+    let ready = admin
+        .call(Method::GET, "/readyz", &[], bytes::Bytes::new())
+        .await;
+    assert_eq!(ready.status, StatusCode::OK);
+
+    let client = HttpClient::http1(proxy_addr);
+    let slow = tokio::spawn(async move {
+        let req = client
+            .request(Method::POST, "/v1/chat/completions")
+            .header("content-type", "application/json")
+            .header("x-mock-delay-ms", "1500")
+            .body(full(json!({"model": "m", "messages": []}).to_string()))
+            .unwrap();
+        client.send(req).await
+    });
+    primary.wait_for_requests(1, SOON).await;
+    let drain = tokio::spawn(gateway.shutdown());
+
+    // A fresh connection each time: the admin listener is still accepting.
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let reply = HttpClient::http1(admin_addr)
+            .call(Method::GET, "/readyz", &[], bytes::Bytes::new())
+            .await;
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz stayed {}",
+            reply.status
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let scrape = common::metrics::scrape(admin_addr).await;
+    common::metric("switchyard_draining").assert_value(&scrape, 1.0);
+    assert!(!slow.is_finished(), "the request is still in flight");
+
+    let reply = slow.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .expect("the drain ended")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(admin_addr).await.is_err(),
+        "the admin listener closes last"
+    );
+    primary.shutdown().await;
+    secondary.shutdown().await;
+}

@@ -12,12 +12,16 @@ use prometheus::{
 use crate::classify::Class;
 
 mod affinity;
+mod audit;
+mod config;
 mod pool;
 mod route;
 mod streams;
 mod websocket;
 
 pub use affinity::AffinityMetrics;
+pub use audit::AuditMetrics;
+pub use config::{ConfigMetrics, ReloadResult};
 pub use pool::{EndpointMetrics, PoolMetrics, RetryReason};
 pub use route::{RouteMetrics, RouteMetricsTable};
 pub use streams::{RouteStreamMetrics, StreamMetrics, StreamOutcome, TokenKind};
@@ -202,6 +206,10 @@ pub struct Metrics {
     pub streams: StreamMetrics,
     /// WebSocket sessions.
     pub websocket: WebSocketMetrics,
+    /// Reloads, the active config, shadow policy disagreements.
+    pub config: ConfigMetrics,
+    /// The audit trail's writer.
+    pub audit: AuditMetrics,
 }
 
 impl Metrics {
@@ -310,7 +318,11 @@ impl Metrics {
         let affinity = AffinityMetrics::new(&registry, upstreams)?;
         let streams = StreamMetrics::new(&registry, upstreams)?;
         let websocket = WebSocketMetrics::new(&registry, upstreams)?;
+        let config = ConfigMetrics::new(&registry)?;
+        let audit = AuditMetrics::new(&registry)?;
         Ok(Metrics {
+            config,
+            audit,
             pool,
             affinity,
             streams,

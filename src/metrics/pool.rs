@@ -122,6 +122,12 @@ impl PoolMetrics {
         }
     }
 
+    /// Remove the `endpoint_up` series of an endpoint a reload took out of the config, so
+    /// that it neither shows as up nor fires an alert as down.
+    pub fn forget_endpoint(&self, upstream: &str, endpoint: &str) {
+        let _ = self.up.remove_label_values(&[upstream, endpoint]);
+    }
+
     pub fn retry(&self, upstream: &str, reason: RetryReason) {
         self.retries
             .with_label_values(&[upstream, reason.as_str()])

@@ -9,6 +9,8 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -103,17 +105,25 @@ pub struct LimitedIncoming {
     limit: u64,
     seen: u64,
     counter: IntCounter,
+    /// This request's own count, for its audit record (only when the audit trail is on).
+    tally: Option<Arc<AtomicU64>>,
     uploaded: Option<oneshot::Sender<()>>,
 }
 
 impl LimitedIncoming {
-    pub fn new(inner: Incoming, limit: u64, counter: IntCounter) -> (Self, oneshot::Receiver<()>) {
+    pub fn new(
+        inner: Incoming,
+        limit: u64,
+        counter: IntCounter,
+        tally: Option<Arc<AtomicU64>>,
+    ) -> (Self, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
         let body = LimitedIncoming {
             inner,
             limit,
             seen: 0,
             counter,
+            tally,
             uploaded: Some(tx),
         };
         (body, rx)
@@ -145,6 +155,9 @@ impl Body for LimitedIncoming {
                         }))));
                     }
                     self.counter.inc_by(len);
+                    if let Some(tally) = &self.tally {
+                        tally.fetch_add(len, Ordering::Relaxed);
+                    }
                 }
                 if self.inner.is_end_stream() {
                     self.uploaded();

@@ -204,7 +204,12 @@ pub(super) async fn send(
         )
         .await?;
         let limit = gw.config.limits.max_body_bytes;
-        let (up_body, uploaded) = upstream_body(attempt_body, limit, request_counter.clone());
+        let (up_body, uploaded) = upstream_body(
+            attempt_body,
+            limit,
+            request_counter.clone(),
+            pending.request_bytes(),
+        );
         let load = pool.start(index);
         match upstream
             .send(Request::from_parts(parts, up_body), uploaded, deadline)

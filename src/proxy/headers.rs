@@ -10,6 +10,9 @@ pub const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-switchyard-up
 pub const RULE_HEADER: HeaderName = HeaderName::from_static("x-switchyard-rule");
 /// Response header naming the marker the rule found (`body:/store`, `path:…`, …).
 pub const MARKER_HEADER: HeaderName = HeaderName::from_static("x-switchyard-marker");
+/// Response header naming the config that decided: the first 12 hex digits of its SHA-256
+/// (`switchyard_config_info`, the audit trail's `config_sha256`).
+pub const CONFIG_HEADER: HeaderName = HeaderName::from_static("x-switchyard-config");
 /// The request id header, set on the way in and echoed on every response.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -15,12 +15,14 @@ pub mod error;
 mod forward;
 pub mod headers;
 pub mod record;
+mod shadow;
 pub mod upgrade;
 mod watch;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -40,8 +42,8 @@ use self::body::{InFlight, LimitedIncoming, ObservedBody, ProxyBody, UpstreamBod
 use self::error::ProxyError;
 use self::forward::Prepared;
 use self::headers::{
-    label_value, provider_request_id, strip_hop_by_hop, Upgrade, CLASS_HEADER, MARKER_HEADER,
-    REQUEST_ID_HEADER, RULE_HEADER, UPSTREAM_HEADER, UPSTREAM_ONLY_RESPONSE_HEADERS,
+    label_value, provider_request_id, strip_hop_by_hop, Upgrade, CLASS_HEADER, CONFIG_HEADER,
+    MARKER_HEADER, REQUEST_ID_HEADER, RULE_HEADER, UPSTREAM_HEADER, UPSTREAM_ONLY_RESPONSE_HEADERS,
     UPSTREAM_REQUEST_ID_HEADER,
 };
 use self::record::{client_closed_status, Outcome, Pending, Record};
@@ -49,17 +51,19 @@ use self::upgrade::{ClientUpgrade, Handshake};
 use self::watch::Watch;
 use crate::classify::{Classifier, Decision, Inspection, RouteId, Unclassifiable};
 use crate::gateway::Gateway;
+use crate::reload::Live;
 use crate::upstream::UpstreamClient;
 
 /// The innermost service of the request path (see `server::proxy_stack` for the layers).
 #[derive(Clone)]
 pub struct ProxyService {
-    gw: Arc<Gateway>,
+    /// The latest config's state; each request takes it once and keeps it to the end.
+    live: Arc<Live>,
 }
 
 impl ProxyService {
-    pub fn new(gw: Arc<Gateway>) -> Self {
-        ProxyService { gw }
+    pub fn new(live: Arc<Live>) -> Self {
+        ProxyService { live }
     }
 }
 
@@ -73,7 +77,7 @@ impl tower::Service<Request<Incoming>> for ProxyService {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let gw = self.gw.clone();
+        let gw = self.live.load_full();
         Box::pin(async move { Ok(handle(gw, req).await) })
     }
 }
@@ -107,6 +111,14 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
     // a marker named in `Connection` would be classified here and missing there.
     strip_hop_by_hop(&mut parts.headers, Upgrade::Keep);
     let request_id = parts.headers.get(REQUEST_ID_HEADER).cloned();
+    // With `[audit]`, a place in the writer's queue is taken before anything happens, so
+    // the record can be written without waiting when the request ends (`on_full = "block"`
+    // waits here when the queue is full; "drop" goes on without a record, counted).
+    let audit = match &gw.audit {
+        Some(log) => log.reserve().await,
+        None => None,
+    };
+    let request_bytes = audit.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
     let mut pending = Pending::new(Record {
         gw: gw.clone(),
         start,
@@ -117,6 +129,8 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         decision: None,
         endpoint: None,
         status: client_closed_status(),
+        audit,
+        request_bytes,
     });
 
     let Classified { decision, body } = match classify(&gw, &parts, body, start).await {
@@ -247,17 +261,24 @@ async fn classify(
             .settle(outcome)
             .map_err(|u| refuse(ProxyError::Unclassifiable(u)))
     };
-    match inspection {
-        Inspection::Decided(decision) => Ok(Classified {
-            decision,
-            body: ReadBody::Unread(body),
-        }),
+    // `[shadow]` looks at the same request; it may need the body when the enforced rules
+    // do not, and then the body is read (within the same limits) so that it can.
+    let shadow = gw.shadow.as_ref().map(|s| {
+        (
+            s,
+            s.inspect(&parts.method, parts.uri.path(), &parts.headers),
+        )
+    });
+    let shadow_needs_body = matches!(shadow, Some((_, Inspection::NeedsBody(_))));
+    let (settled, body) = match inspection {
+        Inspection::Decided(decision) if !shadow_needs_body => {
+            (Ok(decision), ReadBody::Unread(body))
+        }
         // The body was never read; it streams through if the policy assigns a class.
-        Inspection::Unclassifiable(u) => Ok(Classified {
-            decision: settle(Err(u))?,
-            body: ReadBody::Unread(body),
-        }),
-        Inspection::NeedsBody(pending) => {
+        Inspection::Unclassifiable(u) if !shadow_needs_body => {
+            (settle(Err(u)), ReadBody::Unread(body))
+        }
+        inspection => {
             let deadline = start + gw.config.timeouts.request;
             let mut body = body;
             let read = read_body(
@@ -274,13 +295,26 @@ async fn classify(
                     return Err(refuse(error));
                 }
             };
-            let decision = settle(pending.finish(&gw.classifier, &bytes))?;
-            Ok(Classified {
-                decision,
-                body: ReadBody::Buffered(bytes),
-            })
+            let outcome = match inspection {
+                Inspection::Decided(decision) => Ok(decision),
+                Inspection::Unclassifiable(u) => Err(u),
+                Inspection::NeedsBody(pending) => pending.finish(&gw.classifier, &bytes),
+            };
+            (settle(outcome), ReadBody::Buffered(bytes))
         }
+    };
+    if let Some((classifier, inspection)) = shadow {
+        let read = match &body {
+            ReadBody::Buffered(bytes) => Some(&bytes[..]),
+            ReadBody::Unread(_) => None,
+        };
+        let enforced = settled.as_ref().ok().map(|d| d.class);
+        shadow::compare(gw, classifier, inspection, read, enforced, &parts.headers);
     }
+    Ok(Classified {
+        decision: settled?,
+        body,
+    })
 }
 
 /// Read a whole request body into one buffer: at most `limit` bytes, each frame within
@@ -387,10 +421,15 @@ fn upstream_body(
     body: ReadBody,
     limit: u64,
     counter: IntCounter,
+    tally: Option<Arc<AtomicU64>>,
 ) -> (UpstreamBody, Option<oneshot::Receiver<()>>) {
     match body {
         ReadBody::Buffered(bytes) => {
             counter.inc_by(bytes.len() as u64);
+            if let Some(tally) = tally {
+                // Each attempt sends the same bytes: the request sent this many.
+                tally.store(bytes.len() as u64, Ordering::Relaxed);
+            }
             (UpstreamBody::buffered(bytes), None)
         }
         // No body (GET and friends): nothing to stream, nothing to wait for.
@@ -398,7 +437,7 @@ fn upstream_body(
             (UpstreamBody::buffered(Bytes::new()), None)
         }
         ReadBody::Unread(body) => {
-            let (body, uploaded) = LimitedIncoming::new(body, limit, counter);
+            let (body, uploaded) = LimitedIncoming::new(body, limit, counter, tally);
             (UpstreamBody::Streaming(body), Some(uploaded))
         }
     }
@@ -530,11 +569,17 @@ fn refuse(
     Response::from_parts(head, ProxyBody::local(body))
 }
 
-/// Add `x-switchyard-{class,upstream,rule,marker}` unless turned off.
+/// Add `x-switchyard-{class,upstream,rule,marker,config}` unless turned off.
 fn decision_headers(gw: &Gateway, headers: &mut HeaderMap, decision: &Decision) {
     if !gw.config.server.decision_headers {
         // Never let an upstream speak for the gateway.
-        for name in [CLASS_HEADER, UPSTREAM_HEADER, RULE_HEADER, MARKER_HEADER] {
+        for name in [
+            CLASS_HEADER,
+            UPSTREAM_HEADER,
+            RULE_HEADER,
+            MARKER_HEADER,
+            CONFIG_HEADER,
+        ] {
             headers.remove(name);
         }
         return;
@@ -548,6 +593,7 @@ fn decision_headers(gw: &Gateway, headers: &mut HeaderMap, decision: &Decision) 
         gw.policy.upstream_for(decision.class).name_header().clone(),
     );
     headers.insert(RULE_HEADER, label_value(&decision.rule));
+    headers.insert(CONFIG_HEADER, gw.config_header.clone());
     // The formatted marker's buffer becomes the header value (one allocation, not two).
     let marker = HeaderValue::from_maybe_shared(Bytes::from(decision.marker.to_string()))
         .unwrap_or_else(|_| HeaderValue::from_static("invalid"));

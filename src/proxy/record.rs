@@ -1,10 +1,13 @@
 //! The record phase: one request's metrics and access-log line, written once when it ends.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Method, StatusCode};
 use tokio::time::Instant;
 
+use crate::audit::{AuditRecord, AuditSlot};
 use crate::classify::{Decision, RouteId};
 use crate::gateway::Gateway;
 use crate::metrics::{Rejection, UpstreamErrorKind, NONE};
@@ -64,6 +67,11 @@ impl Pending {
         }
     }
 
+    /// The counter of request body bytes sent upstream, when the audit trail wants it.
+    pub fn request_bytes(&self) -> Option<Arc<AtomicU64>> {
+        self.0.as_ref().and_then(|r| r.request_bytes.clone())
+    }
+
     /// The provider's own id for the request, from the response head.
     pub fn upstream_request_id(&mut self, id: Option<HeaderValue>) {
         if let Some(record) = &mut self.0 {
@@ -101,11 +109,15 @@ pub struct Record {
     /// The endpoint of the upstream's pool that served (or last failed) the request.
     pub endpoint: Option<Arc<str>>,
     pub status: StatusCode,
+    /// The request's place in the audit queue, when `[audit]` is on.
+    pub audit: Option<AuditSlot>,
+    /// Request body bytes sent upstream, counted for the audit record (only when it is on).
+    pub request_bytes: Option<Arc<AtomicU64>>,
 }
 
 impl Record {
-    /// Count the request and write its access-log line.
-    pub fn finish(self, outcome: Outcome, response_bytes: u64) {
+    /// Count the request, write its access-log line and hand its audit record to the writer.
+    pub fn finish(mut self, outcome: Outcome, response_bytes: u64) {
         let elapsed = self.start.elapsed();
         let gw = &self.gw;
         let route = gw.classifier.route_label(self.route);
@@ -161,5 +173,52 @@ impl Record {
                 duration_ms = elapsed.as_micros() as f64 / 1000.0,
             );
         }
+        if let Some(slot) = self.audit.take() {
+            slot.write(self.audit_record(outcome, response_bytes, elapsed));
+        }
+    }
+
+    /// What the audit trail keeps of this request: the decision and where it went, never a
+    /// body or a credential.
+    fn audit_record(
+        &self,
+        outcome: Outcome,
+        response_bytes: u64,
+        elapsed: Duration,
+    ) -> AuditRecord {
+        let gw = &self.gw;
+        let text = |v: &Option<HeaderValue>| {
+            v.as_ref()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        let decision = self.decision.as_ref();
+        AuditRecord {
+            time: SystemTime::now()
+                .checked_sub(elapsed)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+            request_id: text(&self.request_id),
+            method: self.method.as_str().to_owned(),
+            route: gw.classifier.route_label(self.route).to_owned(),
+            class: decision.map(|d| d.class.as_str()),
+            rule: decision.map(|d| d.rule.to_string()),
+            marker: decision.map(|d| d.marker.to_string()),
+            upstream: decision.map(|d| gw.policy.upstream_for(d.class).name().to_owned()),
+            endpoint: self.endpoint.as_deref().map(str::to_owned),
+            status: self.status.as_u16(),
+            outcome: outcome.as_str(),
+            request_bytes: self
+                .request_bytes
+                .as_ref()
+                .map_or(0, |n| n.load(Ordering::Relaxed)),
+            response_bytes,
+            duration: elapsed,
+            upstream_request_id: text(&self.upstream_request_id),
+            config_sha256: gw.config.source.sha256.clone(),
+        }
+    }
+
+    /// Where a request body's bytes are counted for the audit record (`None`: not counted).
+    pub fn request_bytes(&self) -> Option<&Arc<AtomicU64>> {
+        self.request_bytes.as_ref()
     }
 }

@@ -121,6 +121,11 @@ pub struct UpstreamClient {
     kind: UpstreamKind,
     models: ModelMap,
     azure_classic: Option<AzureClassic>,
+    /// The config it was built from (`config::Upstream::fingerprint`): a reload reuses this
+    /// client while it is unchanged.
+    fingerprint: [u8; 32],
+    /// Credentials loaded and health checks running (`start` ran once successfully).
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl UpstreamClient {
@@ -205,7 +210,14 @@ impl UpstreamClient {
             kind: cfg.kind,
             models: cfg.models.clone(),
             azure_classic: cfg.azure_classic.clone(),
+            fingerprint: cfg.fingerprint,
+            started: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether this client was built from `cfg` as it is now (same name, same fingerprint).
+    pub fn built_from(&self, cfg: &Upstream) -> bool {
+        self.name == cfg.name && self.fingerprint == cfg.fingerprint
     }
 
     /// The HTTP version requests to this upstream are sent with (HTTP/2 when `http2`).
@@ -213,14 +225,20 @@ impl UpstreamClient {
         self.version
     }
 
-    /// Load every endpoint's credentials and start the health checker, if configured.
+    /// Load every endpoint's credentials and start the health checker, if configured. Once
+    /// it has succeeded, later calls (a reload that keeps this client) do nothing.
     pub async fn start(&self) -> Result<(), auth::AuthError> {
+        use std::sync::atomic::Ordering;
+        if self.started.load(Ordering::Acquire) {
+            return Ok(());
+        }
         for endpoint in self.pool.endpoints() {
             endpoint.auth.start().await?;
         }
         if let Some(active) = &self.active_health {
             health::spawn_checker(Arc::downgrade(&self.pool), active.clone());
         }
+        self.started.store(true, Ordering::Release);
         Ok(())
     }
 

@@ -11,6 +11,7 @@ pub mod client;
 pub mod logs;
 pub mod metrics;
 pub mod pool;
+pub mod process;
 pub mod providers;
 pub mod raw;
 pub mod redis;
@@ -121,18 +122,8 @@ impl HarnessBuilder {
         let secondary = MockProvider::start(local0(), MockOptions::new("secondary"))
             .await
             .unwrap();
-        let fill = |text: &str| {
-            text.replace("{primary}", &primary.addr().to_string())
-                .replace("{secondary}", &secondary.addr().to_string())
-        };
-        let mut table: toml::Table = fill(TEMPLATE).parse().unwrap();
-        for over in &self.overrides {
-            let over: toml::Table = fill(over)
-                .parse()
-                .unwrap_or_else(|e| panic!("override is not TOML: {e}\n{over}"));
-            merge(&mut table, over);
-        }
-        let config_text = toml::to_string(&table).unwrap();
+        let overrides: Vec<&str> = self.overrides.iter().map(String::as_str).collect();
+        let config_text = config_text(primary.addr(), secondary.addr(), &overrides);
         let env = self.env;
         let config = Config::from_toml_str_with_env(&config_text, &|name| env.get(name).cloned())
             .unwrap_or_else(|e| panic!("config rejected: {e}\n{config_text}"));
@@ -149,6 +140,24 @@ impl HarnessBuilder {
             config_text,
         }
     }
+}
+
+/// [`TEMPLATE`] for mocks at `primary` and `secondary`, with each of `overrides` merged over
+/// it in turn (tables merge key by key; other values, arrays included, replace), as TOML text.
+/// `{primary}` and `{secondary}` in the overrides are substituted too.
+pub fn config_text(primary: SocketAddr, secondary: SocketAddr, overrides: &[&str]) -> String {
+    let fill = |text: &str| {
+        text.replace("{primary}", &primary.to_string())
+            .replace("{secondary}", &secondary.to_string())
+    };
+    let mut table: toml::Table = fill(TEMPLATE).parse().unwrap();
+    for over in overrides {
+        let over: toml::Table = fill(over)
+            .parse()
+            .unwrap_or_else(|e| panic!("override is not TOML: {e}\n{over}"));
+        merge(&mut table, over);
+    }
+    toml::to_string(&table).unwrap()
 }
 
 fn local0() -> SocketAddr {

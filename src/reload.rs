@@ -1,0 +1,344 @@
+//! Hot reload: read and validate the config file again, build the gateway state for it, and
+//! swap it in atomically. Triggered by SIGHUP, `POST /reload` on the admin listener, or a
+//! change of the file's content (`[reload] watch`).
+//!
+//! New requests take the new state from the [`Live`] cell; a request already running keeps
+//! the `Arc<Gateway>` it started with, so it finishes under the config that decided it. A
+//! file that does not load changes nothing. Settings bound at startup (listen addresses,
+//! worker threads, the affinity store, the audit trail, logging) are reported as needing a
+//! restart, never silently ignored; everything else applies at once.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::config::{sha256_hex, Config, ConfigError};
+use crate::gateway::{Gateway, GatewayError};
+use crate::listener::Shutdown;
+use crate::metrics::ReloadResult;
+
+/// The gateway state new requests use.
+pub type Live = ArcSwap<Gateway>;
+
+/// What asked for a reload, for logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Signal,
+    Admin,
+    FileChanged,
+}
+
+impl Trigger {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Signal => "SIGHUP",
+            Trigger::Admin => "POST /reload",
+            Trigger::FileChanged => "file changed",
+        }
+    }
+}
+
+/// A reload that applied.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReloadReport {
+    /// SHA-256 of the file now deciding new requests.
+    pub sha256: String,
+    /// SHA-256 of the config it replaced.
+    pub previous_sha256: String,
+    /// Upstreams whose running client (connections, health) was kept: unchanged.
+    pub upstreams_kept: Vec<String>,
+    /// Upstreams built anew from changed (or new) settings.
+    pub upstreams_rebuilt: Vec<String>,
+    /// Settings that differ from the running ones but only apply after a restart.
+    pub restart_required: Vec<String>,
+}
+
+/// A reload that did not apply: the running config is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("this gateway was not started from a config file, so there is nothing to reload")]
+    NoFile,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the new config could not start: {0}")]
+    Start(#[from] GatewayError),
+}
+
+/// Reloads the config file into the live state, one reload at a time.
+pub struct Reloader {
+    live: Arc<Live>,
+    /// The TLS listener's certificate and key, swapped on reload (certificate rotation).
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    /// The settings the process bound at startup.
+    bound: Bound,
+    path: Option<PathBuf>,
+    /// Reloads run one after another; never on the request path.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(live: Arc<Live>, tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>) -> Reloader {
+        let current = live.load();
+        let bound = Bound::of(&current.config);
+        let path = current.config.source.path.clone();
+        Reloader {
+            live,
+            tls,
+            bound,
+            path,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The config file, if the gateway was started from one.
+    pub fn path(&self) -> Option<&PathBuf> {
+        self.path.as_ref()
+    }
+
+    /// Load the file, build its state and swap it in. Counted in
+    /// `switchyard_config_reloads_total` and logged either way.
+    pub async fn reload(&self, trigger: Trigger) -> Result<ReloadReport, ReloadError> {
+        let _one_at_a_time = self.lock.lock().await;
+        let metrics = self.live.load().metrics.clone();
+        let result = self.apply().await;
+        match &result {
+            Ok(report) => {
+                metrics.config.reload(ReloadResult::Success);
+                tracing::info!(
+                    trigger = trigger.as_str(),
+                    sha256 = %report.sha256,
+                    previous = %report.previous_sha256,
+                    kept = ?report.upstreams_kept,
+                    rebuilt = ?report.upstreams_rebuilt,
+                    "config reloaded"
+                );
+                for setting in &report.restart_required {
+                    tracing::warn!(
+                        trigger = trigger.as_str(),
+                        setting = %setting,
+                        "config change needs a restart to apply; the rest of the file is live"
+                    );
+                }
+            }
+            Err(e) => {
+                metrics.config.reload(ReloadResult::Error);
+                tracing::error!(
+                    trigger = trigger.as_str(),
+                    error = %e,
+                    "config reload failed; the running config is unchanged"
+                );
+            }
+        }
+        result
+    }
+
+    async fn apply(&self) -> Result<ReloadReport, ReloadError> {
+        let path = self.path.as_ref().ok_or(ReloadError::NoFile)?;
+        // Reading the file is blocking I/O, but small and rare: off the request path anyway.
+        let config = Config::load(path)?;
+        let previous = self.live.load_full();
+        let next = previous.next(config).await?;
+        let restart_required = self.bound.differences(&next.config);
+        let (kept, rebuilt) = upstream_changes(&previous, &next);
+        if let (Some(cell), Some(tls)) = (&self.tls, &next.config.server.tls) {
+            cell.store(tls.config.clone());
+        }
+        let report = ReloadReport {
+            sha256: next.config.source.sha256.to_string(),
+            previous_sha256: previous.config.source.sha256.to_string(),
+            upstreams_kept: kept,
+            upstreams_rebuilt: rebuilt,
+            restart_required,
+        };
+        let metrics = next.metrics.clone();
+        forget_removed_endpoints(&previous, &next);
+        self.live.store(Arc::new(next));
+        metrics.config.active(&report.sha256, unix_now());
+        metrics
+            .config
+            .restart_required(!report.restart_required.is_empty());
+        Ok(report)
+    }
+
+    /// Poll the file every `interval` and reload when its content changes. A content that
+    /// failed once is not retried until it changes again (one error per edit, not one per
+    /// poll). Ends when shutdown begins.
+    pub(crate) async fn watch(self: Arc<Self>, interval: Duration, mut shutdown: Shutdown) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let mut failed: Option<String> = None;
+        let mut unreadable = false;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.wait_for(|draining| draining.is_some()) => return,
+            }
+            let bytes = match tokio::fs::read(&path).await {
+                Ok(bytes) => {
+                    unreadable = false;
+                    bytes
+                }
+                Err(e) => {
+                    // A ConfigMap update swaps a symlink: a read may fail for an instant.
+                    if !unreadable {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot read the config file to watch it");
+                    }
+                    unreadable = true;
+                    continue;
+                }
+            };
+            let sha = sha256_hex(&bytes);
+            let active = self.live.load().config.source.sha256.clone();
+            if *active == *sha || failed.as_deref() == Some(sha.as_str()) {
+                continue;
+            }
+            match self.reload(Trigger::FileChanged).await {
+                Ok(_) => failed = None,
+                // The file may have changed again while it was read: remember what failed.
+                Err(_) => failed = Some(sha),
+            }
+        }
+    }
+}
+
+/// The settings a running process cannot change: they were bound at startup.
+struct Bound {
+    config: Config,
+}
+
+impl Bound {
+    fn of(config: &Config) -> Bound {
+        Bound {
+            config: config.clone(),
+        }
+    }
+
+    /// Each restart-only setting `next` changes, as `key: running -> in the file`.
+    fn differences(&self, next: &Config) -> Vec<String> {
+        let was = &self.config;
+        let mut out = Vec::new();
+        let mut check = |key: &str, running: String, file: String| {
+            if running != file {
+                out.push(format!("{key}: running {running}, file says {file}"));
+            }
+        };
+        let addr =
+            |a: Option<std::net::SocketAddr>| a.map_or("(none)".to_owned(), |a| a.to_string());
+        check(
+            "server.listen",
+            addr(was.server.listen),
+            addr(next.server.listen),
+        );
+        check(
+            "server.tls.listen",
+            addr(was.server.tls.as_ref().map(|t| t.listen)),
+            addr(next.server.tls.as_ref().map(|t| t.listen)),
+        );
+        check(
+            "server.workers",
+            was.server.workers.to_string(),
+            next.server.workers.to_string(),
+        );
+        check(
+            "admin.listen",
+            was.admin.listen.to_string(),
+            next.admin.listen.to_string(),
+        );
+        check(
+            "limits.max_header_bytes",
+            was.limits.max_header_bytes.to_string(),
+            next.limits.max_header_bytes.to_string(),
+        );
+        check(
+            "limits.header_read_timeout",
+            format!("{:?}", was.limits.header_read_timeout),
+            format!("{:?}", next.limits.header_read_timeout),
+        );
+        check(
+            "log.format",
+            format!("{:?}", was.log.format),
+            format!("{:?}", next.log.format),
+        );
+        check("log.level", was.log.level.clone(), next.log.level.clone());
+        check(
+            "affinity.store",
+            format!("{:?}", was.affinity.store),
+            format!("{:?}", next.affinity.store),
+        );
+        check(
+            "affinity.ttl",
+            format!("{:?}", was.affinity.ttl),
+            format!("{:?}", next.affinity.ttl),
+        );
+        check(
+            "audit",
+            format!("{:?}", was.audit),
+            format!("{:?}", next.audit),
+        );
+        check(
+            "reload",
+            format!("{:?}", was.reload),
+            format!("{:?}", next.reload),
+        );
+        out
+    }
+}
+
+/// Which upstreams of `next` kept `previous`'s client and which were built anew.
+fn upstream_changes(previous: &Gateway, next: &Gateway) -> (Vec<String>, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut rebuilt = Vec::new();
+    for (_, client) in next.policy.upstreams() {
+        let reused = previous
+            .policy
+            .upstreams()
+            .iter()
+            .any(|(_, old)| Arc::ptr_eq(old, client));
+        let name = client.name().to_owned();
+        if reused {
+            kept.push(name);
+        } else {
+            rebuilt.push(name);
+        }
+    }
+    (kept, rebuilt)
+}
+
+/// Drop the `endpoint_up` series of endpoints `next` no longer has.
+fn forget_removed_endpoints(previous: &Gateway, next: &Gateway) {
+    let current: HashSet<(&str, &str)> = next
+        .policy
+        .upstreams()
+        .into_iter()
+        .flat_map(|(_, u)| {
+            u.pool()
+                .endpoints()
+                .iter()
+                .map(move |e| (u.name(), &*e.name))
+        })
+        .collect();
+    for (_, upstream) in previous.policy.upstreams() {
+        for endpoint in upstream.pool().endpoints() {
+            if !current.contains(&(upstream.name(), &*endpoint.name)) {
+                next.metrics
+                    .pool
+                    .forget_endpoint(upstream.name(), &endpoint.name);
+            }
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
