@@ -128,3 +128,56 @@ async fn the_admin_listener_answers_503_on_readyz_while_draining() {
     primary.shutdown().await;
     secondary.shutdown().await;
 }
+
+/// An idle HTTP/2 connection gets GOAWAY when the drain begins and closes, while a request
+/// on another connection is still being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_h2_connection_gets_goaway_when_the_drain_begins() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let Harness {
+        primary,
+        secondary,
+        gateway,
+        proxy_addr,
+        ..
+    } = Harness::start().await;
+
+    let stream = tokio::net::TcpStream::connect(proxy_addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::post(format!("http://{proxy_addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(full(json!({"model": "m", "messages": []}).to_string()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(resp);
+
+    // Keep the drain going with a slow request on its own HTTP/1.1 connection.
+    let client = HttpClient::http1(proxy_addr);
+    let slow = tokio::spawn(async move {
+        let req = client
+            .request(Method::POST, "/v1/chat/completions")
+            .header("content-type", "application/json")
+            .header("x-mock-delay-ms", "2000")
+            .body(full(json!({"model": "m", "messages": []}).to_string()))
+            .unwrap();
+        client.send(req).await
+    });
+    primary.wait_for_requests(2, SOON).await;
+    let drain = tokio::spawn(gateway.shutdown());
+
+    // GOAWAY: the client's connection ends cleanly, well before the slow request does.
+    let ended = tokio::time::timeout(Duration::from_secs(1), conn)
+        .await
+        .expect("the idle h2 connection was closed at once");
+    assert!(ended.unwrap().is_ok(), "a clean GOAWAY, not a reset");
+    assert!(!slow.is_finished());
+    assert_eq!(slow.await.unwrap().status, StatusCode::OK);
+    drain.await.unwrap();
+    primary.shutdown().await;
+    secondary.shutdown().await;
+}
