@@ -39,6 +39,7 @@ pub mod certs;
 pub mod classify;
 pub mod cli;
 pub mod config;
+mod connection;
 pub mod demo;
 pub mod gateway;
 mod listener;

@@ -20,7 +20,6 @@ use http_body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -30,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use prometheus::IntGauge;
 
+use crate::connection::{self, ConnectionLimits};
 use crate::metrics::{Metrics, TlsHandshakeError};
 
 /// Shutdown as the accept loops see it: `None` while serving; once draining, the instant by
@@ -140,6 +140,41 @@ impl Source {
     }
 }
 
+/// `limits.max_connections`: how many client connections may be open at once, over every
+/// worker (and both client listeners, which share the workers' counts).
+#[derive(Clone)]
+pub(crate) struct ConnectionCap {
+    /// 0 is no limit.
+    pub(crate) max: usize,
+    /// Whether the listener speaks plain HTTP, so that a refusal can be answered.
+    pub(crate) plain: bool,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// What a plain-HTTP client gets when the connection limit is reached.
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 146\r\n\r\n{\"error\":{\"message\":\"the gateway has too many open connections; retry shortly\",\"type\":\"gateway_error\",\"param\":null,\"code\":\"too_many_connections\"}}";
+
+impl ConnectionCap {
+    fn reached(&self, workers: &[(mpsc::UnboundedSender<Handoff>, OpenCount)]) -> bool {
+        if self.max == 0 {
+            return false;
+        }
+        let open: i64 = workers.iter().map(|(_, open)| open.0.get()).sum();
+        usize::try_from(open).unwrap_or(0) >= self.max
+    }
+
+    /// Count the refusal and close the connection; on a plain listener first say why (503,
+    /// `connection: close`), without waiting for the client: the write goes out if the
+    /// socket takes it at once.
+    fn refuse(&self, name: &'static str, stream: TcpStream, peer: SocketAddr) {
+        self.metrics.connections.refused();
+        tracing::debug!(listener = name, %peer, max = self.max, "connection refused: limits.max_connections open");
+        if self.plain {
+            let _ = stream.try_write(REFUSAL);
+        }
+    }
+}
+
 /// Accept on a client listener until shutdown and hand each connection to the worker with
 /// the fewest open connections.
 ///
@@ -152,6 +187,7 @@ pub(crate) async fn distribute(
     name: &'static str,
     listener: TcpListener,
     mut workers: Vec<(mpsc::UnboundedSender<Handoff>, OpenCount)>,
+    limit: ConnectionCap,
     mut shutdown: Shutdown,
 ) {
     loop {
@@ -167,6 +203,10 @@ pub(crate) async fn distribute(
                 }
             },
         };
+        if limit.reached(&workers) {
+            limit.refuse(name, stream, peer);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let mut stream = match stream.into_std() {
             Ok(stream) => stream,
@@ -211,13 +251,21 @@ pub(crate) async fn distribute(
     }
 }
 
+/// How an accept loop serves its connections: the hyper builder, the limits per connection,
+/// and where client errors are counted.
+pub(crate) struct Serving {
+    pub(crate) builder: auto::Builder<TokioExecutor>,
+    pub(crate) limits: ConnectionLimits,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
 /// Accept connections until shutdown, then drain them gracefully. With `tls`, each
 /// connection is served only once its handshake succeeded.
 pub(crate) async fn accept_loop<S, B>(
     name: &'static str,
     mut source: Source,
     tls: Option<TlsSettings>,
-    builder: auto::Builder<TokioExecutor>,
+    serving: Serving,
     service: S,
     mut shutdown: Shutdown,
 ) where
@@ -233,8 +281,12 @@ pub(crate) async fn accept_loop<S, B>(
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let tls = tls.map(Arc::new);
+    let Serving {
+        builder,
+        limits,
+        metrics,
+    } = serving;
     let builders = Arc::new(Builders::new(builder));
-    let graceful = GracefulShutdown::new();
     // Connection tasks, so that any still running after the drain timeout can be ended.
     let mut connections = JoinSet::new();
     // A worker's connections come from the distributor, which stops on shutdown and closes
@@ -259,26 +311,22 @@ pub(crate) async fn accept_loop<S, B>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let builders = Arc::clone(&builders);
+                let service = service.clone();
+                let metrics = metrics.clone();
+                let stop = shutdown.clone();
                 let Some(tls) = tls.clone() else {
-                    let conn = builders
-                        .auto
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
-                        .into_owned();
-                    let conn = graceful.watch(conn);
                     connections.spawn(async move {
                         let _open = open;
-                        if let Err(e) = conn.await {
-                            tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
-                        }
+                        let (service, watch) = connection::counted(service, limits);
+                        let conn = builders
+                            .auto
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        connection::drive(conn, watch, stop, &metrics, name, peer).await;
                     });
                     continue;
                 };
-                // Subscribed now, so a shutdown that begins during the handshake still
-                // reaches the connection once it is served.
-                let watcher = graceful.watcher();
-                let builders = Arc::clone(&builders);
-                let service = service.clone();
-                let mut stop = shutdown.clone();
+                let mut stop_handshake = shutdown.clone();
                 connections.spawn(async move {
                     let _open = open;
                     let stream = tokio::select! {
@@ -287,20 +335,18 @@ pub(crate) async fn accept_loop<S, B>(
                             None => return,
                         },
                         // Shutting down: a connection that never got to a request is dropped.
-                        _ = stop.wait_for(|draining| draining.is_some()) => return,
+                        _ = stop_handshake.wait_for(|draining| draining.is_some()) => return,
                     };
                     let alpn = stream.get_ref().1.alpn_protocol();
                     let builder = builders.for_alpn(alpn);
                     let io = TokioIo::new(stream);
-                    let served = if builder.is_http1_available() {
+                    let (service, watch) = connection::counted(service, limits);
+                    if builder.is_http1_available() {
                         let conn = builder.serve_connection_with_upgrades(io, service);
-                        watcher.watch(conn.into_owned()).await
+                        connection::drive(conn, watch, stop, &metrics, name, peer).await;
                     } else {
                         let conn = builder.serve_connection(io, service);
-                        watcher.watch(conn.into_owned()).await
-                    };
-                    if let Err(e) = served {
-                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                        connection::drive(conn, watch, stop, &metrics, name, peer).await;
                     }
                 });
             }
@@ -313,10 +359,12 @@ pub(crate) async fn accept_loop<S, B>(
         // The sender is gone: nobody is waiting for a drain.
         Err(_) => Instant::now(),
     };
-    if tokio::time::timeout_at(deadline, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Every connection saw the same signal and is finishing its responses politely.
+    let drained = tokio::time::timeout_at(deadline, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
         tracing::warn!(
             listener = name,
             open = connections.len(),
@@ -407,6 +455,21 @@ mod tests {
         for (error, reason) in cases {
             assert_eq!(handshake_failure(&error), reason, "{error}");
         }
+    }
+
+    #[test]
+    fn the_connection_refusal_is_well_formed() {
+        let text = std::str::from_utf8(REFUSAL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let declared: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(declared, body.len());
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], "too_many_connections");
     }
 
     #[test]

@@ -25,8 +25,15 @@ fn main() -> ExitCode {
             let handle = server::start(config).await?;
             serve_until_stopped(&handle).await?;
             tracing::info!("shutting down: draining in-flight requests");
-            handle.shutdown().await;
-            Ok(())
+            // A second SIGTERM/SIGINT cuts the drain short (exit 1): the operator asked twice.
+            tokio::select! {
+                () = handle.shutdown() => Ok(()),
+                second = wait_for_signal() => {
+                    second?;
+                    tracing::error!("second stop signal: exiting without finishing the drain");
+                    Err(anyhow::anyhow!("stopped by a second signal before the drain finished"))
+                }
+            }
         }),
         Command::Demo(args) => run(async move {
             let _guard = logging::init(&Log {
@@ -94,8 +101,11 @@ async fn serve_until_stopped(handle: &server::ServerHandle) -> anyhow::Result<()
             tokio::select! {
                 stopped = &mut stop => return stopped,
                 _ = hup.recv() => {
-                    // The outcome is logged and counted by the reloader.
-                    let _ = handle.reload(Trigger::Signal).await;
+                    // In its own task, so that a slow reload (credentials, a Redis connect)
+                    // never delays a stop signal. Reloads still run one at a time; the
+                    // outcome is logged and counted by the reloader.
+                    let reloader = handle.reloader();
+                    tokio::spawn(async move { reloader.reload(Trigger::Signal).await });
                 }
             }
         }

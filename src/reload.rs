@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::config::{sha256_hex, Config, ConfigError};
+use crate::config::{sha256_hex, AffinityStore, Config, ConfigError};
 use crate::gateway::{Gateway, GatewayError};
 use crate::listener::Shutdown;
 use crate::metrics::ReloadResult;
@@ -73,24 +73,22 @@ pub struct Reloader {
     live: Arc<Live>,
     /// The TLS listener's certificate and key, swapped on reload (certificate rotation).
     tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
-    /// The settings the process bound at startup.
-    bound: Bound,
     path: Option<PathBuf>,
-    /// Reloads run one after another; never on the request path.
-    lock: tokio::sync::Mutex<()>,
+    /// The settings the process has bound; reloads run one after another under this lock,
+    /// never on the request path.
+    bound: tokio::sync::Mutex<Bound>,
 }
 
 impl Reloader {
     pub fn new(live: Arc<Live>, tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>) -> Reloader {
         let current = live.load();
-        let bound = Bound::of(&current.config);
+        let bound = Bound::of(&current);
         let path = current.config.source.path.clone();
         Reloader {
             live,
             tls,
-            bound,
             path,
-            lock: tokio::sync::Mutex::new(()),
+            bound: tokio::sync::Mutex::new(bound),
         }
     }
 
@@ -102,9 +100,9 @@ impl Reloader {
     /// Load the file, build its state and swap it in. Counted in
     /// `switchyard_config_reloads_total` and logged either way.
     pub async fn reload(&self, trigger: Trigger) -> Result<ReloadReport, ReloadError> {
-        let _one_at_a_time = self.lock.lock().await;
+        let mut bound = self.bound.lock().await;
         let metrics = self.live.load().metrics.clone();
-        let result = self.apply().await;
+        let result = self.apply(&mut bound).await;
         match &result {
             Ok(report) => {
                 metrics.config.reload(ReloadResult::Success);
@@ -136,13 +134,35 @@ impl Reloader {
         result
     }
 
-    async fn apply(&self) -> Result<ReloadReport, ReloadError> {
+    async fn apply(&self, bound: &mut Bound) -> Result<ReloadReport, ReloadError> {
         let path = self.path.as_ref().ok_or(ReloadError::NoFile)?;
         // Reading the file is blocking I/O, but small and rare: off the request path anyway.
-        let config = Config::load(path)?;
+        let mut config = Config::load(path)?;
+        let restart_required = bound.differences(&config);
+        // Upstream clients keep one pool per running worker thread, however many the file
+        // asks for (that takes a restart, reported above).
+        config.server.workers = bound.config.server.workers;
         let previous = self.live.load_full();
-        let next = previous.next(config).await?;
-        let restart_required = self.bound.differences(&next.config);
+        let created: Vec<(String, String)> = config
+            .upstreams
+            .iter()
+            .flat_map(|u| u.endpoints.iter().map(|e| (u.name.clone(), e.name.clone())))
+            .collect();
+        let next = match previous.next(config).await {
+            Ok(next) => next,
+            Err(e) => {
+                // Building the new clients registered their endpoints' series: take back
+                // those the running config does not have, and put the running ones right.
+                forget_unless_live(&previous, &created);
+                return Err(e.into());
+            }
+        };
+        if bound.affinity.is_none() {
+            if let Some(_table) = &next.affinity {
+                bound.affinity =
+                    Some((next.config.affinity.store.clone(), next.config.affinity.ttl));
+            }
+        }
         let (kept, rebuilt) = upstream_changes(&previous, &next);
         if let (Some(cell), Some(tls)) = (&self.tls, &next.config.server.tls) {
             cell.store(tls.config.clone());
@@ -202,93 +222,151 @@ impl Reloader {
             }
             match self.reload(Trigger::FileChanged).await {
                 Ok(_) => failed = None,
-                // The file may have changed again while it was read: remember what failed.
-                Err(_) => failed = Some(sha),
+                // A file that does not validate stays bad until it changes: try it once. (It
+                // may have changed again while it was read; the next poll sees that.)
+                Err(ReloadError::Config(_)) => failed = Some(sha),
+                // A start failure (a credential not there yet) may heal: try again next poll.
+                Err(_) => failed = None,
             }
         }
     }
 }
 
-/// The settings a running process cannot change: they were bound at startup.
+/// The settings a running process cannot change: bound at startup (or, for the affinity
+/// table, when it was first connected).
 struct Bound {
     config: Config,
+    /// The affinity store and TTL the running table was connected with; `None` while no
+    /// table is connected (a config without pools), when the next one that has pools still
+    /// chooses them.
+    affinity: Option<(AffinityStore, Duration)>,
 }
 
 impl Bound {
-    fn of(config: &Config) -> Bound {
+    fn of(gateway: &Gateway) -> Bound {
+        let config = &gateway.config;
         Bound {
+            affinity: gateway
+                .affinity
+                .as_ref()
+                .map(|_| (config.affinity.store.clone(), config.affinity.ttl)),
             config: config.clone(),
         }
     }
 
-    /// Each restart-only setting `next` changes, as `key: running -> in the file`.
+    /// Each restart-only setting `next` changes, as `key: running …, file says …`. Values
+    /// that may hold secrets (a Redis URL's password, the audit key) are never shown.
     fn differences(&self, next: &Config) -> Vec<String> {
         let was = &self.config;
         let mut out = Vec::new();
-        let mut check = |key: &str, running: String, file: String| {
+        let mut differ = |key: &str, running: String, file: String| {
             if running != file {
                 out.push(format!("{key}: running {running}, file says {file}"));
             }
         };
         let addr =
             |a: Option<std::net::SocketAddr>| a.map_or("(none)".to_owned(), |a| a.to_string());
-        check(
+        differ(
             "server.listen",
             addr(was.server.listen),
             addr(next.server.listen),
         );
-        check(
+        differ(
             "server.tls.listen",
             addr(was.server.tls.as_ref().map(|t| t.listen)),
             addr(next.server.tls.as_ref().map(|t| t.listen)),
         );
-        check(
+        differ(
             "server.workers",
             was.server.workers.to_string(),
             next.server.workers.to_string(),
         );
-        check(
+        differ(
             "admin.listen",
             was.admin.listen.to_string(),
             next.admin.listen.to_string(),
         );
-        check(
+        let (wl, nl) = (&was.limits, &next.limits);
+        differ(
             "limits.max_header_bytes",
-            was.limits.max_header_bytes.to_string(),
-            next.limits.max_header_bytes.to_string(),
+            wl.max_header_bytes.to_string(),
+            nl.max_header_bytes.to_string(),
         );
-        check(
+        differ(
             "limits.header_read_timeout",
-            format!("{:?}", was.limits.header_read_timeout),
-            format!("{:?}", next.limits.header_read_timeout),
+            format!("{:?}", wl.header_read_timeout),
+            format!("{:?}", nl.header_read_timeout),
         );
-        check(
+        differ(
             "log.format",
             format!("{:?}", was.log.format),
             format!("{:?}", next.log.format),
         );
-        check("log.level", was.log.level.clone(), next.log.level.clone());
-        check(
-            "affinity.store",
-            format!("{:?}", was.affinity.store),
-            format!("{:?}", next.affinity.store),
-        );
-        check(
-            "affinity.ttl",
-            format!("{:?}", was.affinity.ttl),
-            format!("{:?}", next.affinity.ttl),
-        );
-        check(
-            "audit",
-            format!("{:?}", was.audit),
-            format!("{:?}", next.audit),
-        );
-        check(
-            "reload",
-            format!("{:?}", was.reload),
-            format!("{:?}", next.reload),
-        );
+        differ("log.level", was.log.level.clone(), next.log.level.clone());
+        if let Some((store, ttl)) = &self.affinity {
+            if *store != next.affinity.store {
+                out.push(format!(
+                    "affinity.store: running {}, file says {}",
+                    describe_store(store),
+                    describe_store(&next.affinity.store)
+                ));
+            }
+            if *ttl != next.affinity.ttl {
+                out.push(format!(
+                    "affinity.ttl: running {ttl:?}, file says {:?}",
+                    next.affinity.ttl
+                ));
+            }
+        }
+        if was.audit != next.audit {
+            out.push(format!(
+                "audit: running {}, file says {}",
+                describe_audit(was.audit.as_ref()),
+                describe_audit(next.audit.as_ref())
+            ));
+        }
+        if was.reload != next.reload {
+            out.push(format!(
+                "reload: running {:?}, file says {:?}",
+                was.reload, next.reload
+            ));
+        }
         out
+    }
+}
+
+/// An affinity store for a report: its kind and where, never a password.
+fn describe_store(store: &AffinityStore) -> String {
+    match store {
+        AffinityStore::Memory { capacity } => format!("memory (capacity {capacity})"),
+        AffinityStore::Redis {
+            url,
+            key_prefix,
+            timeout,
+            local_capacity,
+        } => format!(
+            "redis {} (prefix {key_prefix:?}, timeout {timeout:?}, local capacity {local_capacity})",
+            crate::affinity::redact_url(url)
+        ),
+    }
+}
+
+/// An audit setting for a report: never the key itself.
+fn describe_audit(audit: Option<&crate::config::Audit>) -> String {
+    match audit {
+        None => "(none)".to_owned(),
+        Some(a) => format!(
+            "{} (max_file_bytes {}, max_files {}, queue {}, on_full {:?}, {})",
+            a.path.display(),
+            a.max_file_bytes,
+            a.max_files,
+            a.queue,
+            a.on_full,
+            match &a.key {
+                None => "no key".to_owned(),
+                Some(key) => format!("key {}", &sha256_hex(&key.0)[..8]),
+            }
+        ),
     }
 }
 
@@ -310,6 +388,30 @@ fn upstream_changes(previous: &Gateway, next: &Gateway) -> (Vec<String>, Vec<Str
         }
     }
     (kept, rebuilt)
+}
+
+/// After a failed reload: remove the series of `created` endpoints the running config does
+/// not have, and bring the running endpoints' series back to their state.
+fn forget_unless_live(live: &Gateway, created: &[(String, String)]) {
+    let running: HashSet<(&str, &str)> = live
+        .policy
+        .upstreams()
+        .into_iter()
+        .flat_map(|(_, u)| {
+            u.pool()
+                .endpoints()
+                .iter()
+                .map(move |e| (u.name(), &*e.name))
+        })
+        .collect();
+    for (upstream, endpoint) in created {
+        if !running.contains(&(upstream.as_str(), endpoint.as_str())) {
+            live.metrics.pool.forget_endpoint(upstream, endpoint);
+        }
+    }
+    for (_, upstream) in live.policy.upstreams() {
+        upstream.pool().refresh_up_gauges();
+    }
 }
 
 /// Drop the `endpoint_up` series of endpoints `next` no longer has.

@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use crate::admin::{self, AdminState};
 use crate::audit::{AuditLog, AuditSettings, OnFull};
 use crate::config::Config;
+use crate::connection::ConnectionLimits;
 use crate::gateway::Gateway;
 use crate::gateway::GatewayError;
 use crate::listener::{self, Handoff, OpenCount, Source};
@@ -36,6 +37,9 @@ use crate::runtime::Workers;
 /// more connects than that overflows the queue and each extra client waits for a SYN
 /// retransmit (1 s), which the load harness's 10,000-stream test showed.
 pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// How long an admin request in progress (a scrape) gets to finish once the drain is over.
+const ADMIN_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,11 @@ impl ServerHandle {
         self.live.load_full()
     }
 
+    /// The reloader, for callers that reload in a task of their own (SIGHUP).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
+    }
+
     /// Reload the config file (what SIGHUP and `POST /reload` do).
     pub async fn reload(&self, trigger: Trigger) -> Result<ReloadReport, ReloadError> {
         self.reloader.reload(trigger).await
@@ -105,7 +114,9 @@ impl ServerHandle {
         }
         tracing::info!("drained");
         // Scrapes and probes were answered throughout; now the admin listener goes too.
-        let _ = self.admin_shutdown.send(Some(Instant::now()));
+        let _ = self
+            .admin_shutdown
+            .send(Some(Instant::now() + ADMIN_CLOSE_GRACE));
         let _ = self.admin_task.await;
     }
 }
@@ -116,17 +127,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
     let metrics = Arc::new(Metrics::new(&names)?);
     // Loads every upstream's credentials (token files, AWS keys) and starts their refresh.
     let mut gateway = Gateway::start(config, metrics.clone()).await?;
-    if let Some(settings) = &gateway.config.audit {
-        let log = AuditLog::open(audit_settings(settings), metrics.clone())?;
-        tracing::info!(path = %settings.path.display(), "audit trail open");
-        gateway.audit = Some(log);
-    }
-    metrics
-        .config
-        .active(&gateway.config.source.sha256, crate::reload::unix_now());
-    let gateway = Arc::new(gateway);
-    let live: Arc<Live> = Arc::new(ArcSwap::new(gateway.clone()));
-    let cfg = &gateway.config;
+    // The listeners are bound from a copy: the gateway is completed (audit) before it is shared.
+    let bind = gateway.config.clone();
+    let cfg = &bind;
 
     let plain = match cfg.server.listen {
         Some(addr) => Some(Bound::new("server.listen", addr).await?),
@@ -145,18 +148,47 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         (None, None) => return Err(StartupError::NoListener),
     };
     let admin_addr = admin.addr;
+    // Opened once every listener is bound, so that a start that fails to bind leaves no
+    // unsealed run in the trail.
+    if let Some(settings) = &cfg.audit {
+        let log = AuditLog::open(audit_settings(settings), metrics.clone())?;
+        tracing::info!(path = %settings.path.display(), "audit trail open");
+        gateway.audit = Some(log);
+    }
+    metrics
+        .config
+        .active(&gateway.config.source.sha256, crate::reload::unix_now());
+    let gateway = Arc::new(gateway);
+    let live: Arc<Live> = Arc::new(ArcSwap::new(gateway.clone()));
+    let cfg = &gateway.config;
 
+    let limits = &cfg.limits;
     let mut proxy_builder = auto::Builder::new(TokioExecutor::new());
     proxy_builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(cfg.limits.header_read_timeout)
-        .max_buf_size(cfg.limits.max_header_bytes)
+        // Also the keep-alive idle limit on HTTP/1.1: hyper starts it when it waits for the
+        // next request head.
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
+    if limits.max_headers != crate::config::defaults::MAX_HEADERS {
+        // Any other count makes hyper allocate the header array per request (hyper's docs:
+        // about 5% slower), so its own default of 100 is left alone.
+        proxy_builder.http1().max_headers(limits.max_headers);
+    }
     proxy_builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(cfg.limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.h2.max_concurrent_streams)
+        .max_pending_accept_reset_streams(limits.h2.max_pending_resets)
+        .initial_stream_window_size(limits.h2.stream_window)
+        .initial_connection_window_size(limits.h2.connection_window);
+    let connection_limits = ConnectionLimits {
+        max_requests: limits.max_requests_per_connection,
+        keepalive: Some(limits.keepalive_timeout),
+    };
 
     // The request path, outermost layer first.
     let proxy_service = ServiceBuilder::new()
@@ -244,6 +276,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
             plain: plain_rx,
             tls: tls_rx,
             builder: proxy_builder.clone(),
+            limits: connection_limits,
+            metrics: metrics.clone(),
             service: proxy_service.clone(),
             shutdown: rx.clone(),
         });
@@ -256,6 +290,11 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
             "proxy",
             bound.listener,
             plain_workers,
+            listener::ConnectionCap {
+                max: cfg.limits.max_connections,
+                plain: true,
+                metrics: metrics.clone(),
+            },
             rx.clone(),
         ));
     }
@@ -264,6 +303,11 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
             "proxy-tls",
             bound.listener,
             tls_workers,
+            listener::ConnectionCap {
+                max: cfg.limits.max_connections,
+                plain: false,
+                metrics: metrics.clone(),
+            },
             rx.clone(),
         ));
     }
@@ -274,7 +318,11 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         "admin",
         Source::Listener(admin.listener),
         None,
-        admin_builder,
+        listener::Serving {
+            builder: admin_builder,
+            limits: ConnectionLimits::NONE,
+            metrics: metrics.clone(),
+        },
         admin_service,
         admin_rx,
     ));
@@ -356,6 +404,8 @@ struct WorkerJob<S> {
     plain: Option<mpsc::UnboundedReceiver<Handoff>>,
     tls: Option<(mpsc::UnboundedReceiver<Handoff>, listener::TlsSettings)>,
     builder: auto::Builder<TokioExecutor>,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
     service: S,
     shutdown: listener::Shutdown,
 }
@@ -378,7 +428,11 @@ where
             "proxy",
             Source::Handoff(rx),
             None,
-            job.builder.clone(),
+            listener::Serving {
+                builder: job.builder.clone(),
+                limits: job.limits,
+                metrics: job.metrics.clone(),
+            },
             job.service.clone(),
             job.shutdown.clone(),
         )
@@ -388,7 +442,11 @@ where
             "proxy-tls",
             Source::Handoff(rx),
             Some(settings),
-            job.builder,
+            listener::Serving {
+                builder: job.builder,
+                limits: job.limits,
+                metrics: job.metrics,
+            },
             job.service,
             job.shutdown,
         )

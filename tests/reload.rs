@@ -479,3 +479,69 @@ async fn a_reload_rotates_the_listener_certificate() {
     );
     gw.stop().await;
 }
+
+/// Restart-only settings that hold secrets are reported without them: a Redis URL's password
+/// and the audit key never reach the log or the `POST /reload` answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_reports_never_show_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = |key: &str| {
+        format!(
+            "[audit]\npath = {}\nkey = \"{key}\"\n",
+            toml::Value::String(dir.path().join("audit.jsonl").display().to_string())
+        )
+    };
+    // A pool, so that the affinity table is connected (memory) at startup.
+    let pool = "[upstreams.pooled]\nendpoints = [{ url = \"http://127.0.0.1:10/v1\", name = \"a\" }, { url = \"http://127.0.0.1:12/v1\", name = \"b\" }]\n[routing]\nstateful = \"pooled\"\n";
+    let first = audit("first-key-0123456789");
+    let gw = FileGateway::start(&format!("{pool}\n{first}")).await;
+    let moved = gw.text_with(&[
+        pool,
+        &audit("second-key-0123456789"),
+        "[affinity]\nstore = \"redis\"\nredis_url = \"redis://:hunter2-secret@127.0.0.1:6390/0\"",
+    ]);
+    gw.write(&moved);
+    let (status, body) = gw.post_reload().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let text = body.to_string();
+    assert!(!text.contains("hunter2-secret"), "{text}");
+    assert!(!text.contains("second-key"), "{text}");
+    let pending: Vec<String> = serde_json::from_value(body["restart_required"].clone()).unwrap();
+    assert!(
+        pending
+            .iter()
+            .any(|p| p.starts_with("affinity.store: running memory")),
+        "{pending:?}"
+    );
+    assert!(
+        pending.iter().any(|p| p.starts_with("audit: running")),
+        "a changed audit key is reported: {pending:?}"
+    );
+    gw.stop().await;
+}
+
+/// A reload that fails after building its upstream clients leaves no series behind: an
+/// endpoint that only the bad file had must not show as up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_leaves_no_phantom_endpoint_series() {
+    let gw = FileGateway::start("").await;
+    let bad = gw.text(
+        "[upstreams.pooled]\nendpoints = [{ url = \"http://127.0.0.1:11/v1\", name = \"one\" }, { url = \"http://127.0.0.1:9/v1\", name = \"phantom\" }]\nbearer_token_file = \"/nonexistent/token\"\n[routing]\nstateless = \"pooled\"",
+    );
+    gw.write(&bad);
+    let (status, body) = gw.post_reload().await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let scrape = common::metrics::scrape(gw.admin).await;
+    for endpoint in ["one", "phantom"] {
+        assert!(
+            metric("switchyard_endpoint_up")
+                .label("endpoint", endpoint)
+                .find(&scrape)
+                .is_empty(),
+            "no series for {endpoint}: {}",
+            metric("switchyard_endpoint_up").similar(&scrape)
+        );
+    }
+    assert_eq!(gw.probe().await.status, StatusCode::OK);
+    gw.stop().await;
+}

@@ -117,8 +117,33 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// Largest request head (request line plus headers), in bytes; larger ones get 431.
     pub max_header_bytes: usize,
-    /// Deadline for a client to send the whole request head.
+    /// Deadline for a client to send the whole request head (on HTTP/1.1 it also bounds the
+    /// idle time between requests: hyper starts it when it waits for the next head).
     pub header_read_timeout: Duration,
+    /// Most request header lines (HTTP/1.1); more get 431.
+    pub max_headers: usize,
+    /// Most client connections open at once, all listeners together; 0 is no limit.
+    pub max_connections: usize,
+    /// Requests served on one connection before it is closed politely; 0 is no limit.
+    pub max_requests_per_connection: u64,
+    /// A connection with no request in flight for this long is closed politely.
+    pub keepalive_timeout: Duration,
+    /// HTTP/2 limits.
+    pub h2: H2Limits,
+}
+
+/// `limits.h2_*`: what one HTTP/2 client connection may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct H2Limits {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub max_concurrent_streams: u32,
+    /// Streams a client may open and reset before the gateway accepts them (the rapid-reset
+    /// attack, CVE-2023-44487); past it the connection ends with GOAWAY.
+    pub max_pending_resets: usize,
+    /// Flow-control window per stream, in bytes: what one request body may have in flight.
+    pub stream_window: u32,
+    /// Flow-control window per connection, in bytes.
+    pub connection_window: u32,
 }
 
 /// Upstream timeouts (`[timeouts]`, overridable per upstream).
@@ -433,6 +458,22 @@ pub mod defaults {
     /// Smallest allowed `max_header_bytes` (hyper's read buffer floor), in bytes.
     pub const MIN_HEADER_BYTES: usize = 8 * 1024;
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Request header lines (hyper's own default).
+    pub const MAX_HEADERS: usize = 100;
+    /// Client connections open at once, all listeners together.
+    pub const MAX_CONNECTIONS: usize = 20_000;
+    /// Requests per connection before it is recycled (nginx's `keepalive_requests` is 1,000).
+    pub const MAX_REQUESTS_PER_CONNECTION: u64 = 10_000;
+    /// Idle time before a client connection is closed (nginx's `keepalive_timeout`).
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+    /// HTTP/2 concurrent streams per connection (hyper's default, made explicit).
+    pub const H2_MAX_CONCURRENT_STREAMS: u32 = 200;
+    /// HTTP/2 streams reset before being accepted, per connection (hyper's default).
+    pub const H2_MAX_PENDING_RESETS: usize = 20;
+    /// 1 MiB, in bytes: the HTTP/2 stream flow-control window.
+    pub const H2_STREAM_WINDOW: u32 = 1024 * 1024;
+    /// 2 MiB, in bytes: the HTTP/2 connection flow-control window.
+    pub const H2_CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     /// Non-streaming reasoning calls can think for minutes before the head arrives.
     pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(300);

@@ -77,6 +77,14 @@ pub(super) struct RawLimits {
     pub max_body_bytes: Option<RawSize>,
     pub max_header_bytes: Option<RawSize>,
     pub header_read_timeout: Option<String>,
+    pub max_headers: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub max_requests_per_connection: Option<i64>,
+    pub keepalive_timeout: Option<String>,
+    pub h2_max_concurrent_streams: Option<i64>,
+    pub h2_max_pending_resets: Option<i64>,
+    pub h2_stream_window: Option<RawSize>,
+    pub h2_connection_window: Option<RawSize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawLog, RawServer, RawSize, RawTimeouts};
 use super::{
-    defaults, operations, Admin, Config, ConfigError, Limits, Log, LogFormat, Routing, Server,
-    ServerTls, Source, Timeouts, Unclassifiable, Upstream,
+    defaults, operations, Admin, Config, ConfigError, H2Limits, Limits, Log, LogFormat, Routing,
+    Server, ServerTls, Source, Timeouts, Unclassifiable, Upstream,
 };
 use crate::classify::Class;
 use crate::tls;
@@ -323,7 +323,96 @@ fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
             l.header_read_timeout.as_deref(),
             defaults::HEADER_READ_TIMEOUT,
         )?,
+        max_headers: count(
+            "limits.max_headers",
+            l.max_headers,
+            defaults::MAX_HEADERS as u64,
+            1..=10_000,
+        )? as usize,
+        max_connections: count(
+            "limits.max_connections",
+            l.max_connections,
+            defaults::MAX_CONNECTIONS as u64,
+            0..=10_000_000,
+        )? as usize,
+        max_requests_per_connection: count(
+            "limits.max_requests_per_connection",
+            l.max_requests_per_connection,
+            defaults::MAX_REQUESTS_PER_CONNECTION,
+            0..=u64::from(u32::MAX),
+        )?,
+        keepalive_timeout: opt_duration(
+            "limits.keepalive_timeout",
+            l.keepalive_timeout.as_deref(),
+            defaults::KEEPALIVE_TIMEOUT,
+        )?,
+        h2: H2Limits {
+            max_concurrent_streams: count(
+                "limits.h2_max_concurrent_streams",
+                l.h2_max_concurrent_streams,
+                u64::from(defaults::H2_MAX_CONCURRENT_STREAMS),
+                1..=10_000,
+            )? as u32,
+            max_pending_resets: count(
+                "limits.h2_max_pending_resets",
+                l.h2_max_pending_resets,
+                defaults::H2_MAX_PENDING_RESETS as u64,
+                1..=10_000,
+            )? as usize,
+            stream_window: window(
+                "limits.h2_stream_window",
+                l.h2_stream_window.as_ref(),
+                defaults::H2_STREAM_WINDOW,
+            )?,
+            connection_window: window(
+                "limits.h2_connection_window",
+                l.h2_connection_window.as_ref(),
+                defaults::H2_CONNECTION_WINDOW,
+            )?,
+        },
     })
+}
+
+/// A whole number in `range`, or `default` when absent.
+fn count(
+    key: &str,
+    value: Option<i64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(n) = value else { return Ok(default) };
+    u64::try_from(n)
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            invalid(
+                key,
+                &n.to_string(),
+                &format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+}
+
+/// An HTTP/2 flow-control window: 64 KiB (the protocol's initial window) to 16 MiB.
+fn window(key: &str, value: Option<&RawSize>, default: u32) -> Result<u32, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let bytes = size(key, value)?;
+    u32::try_from(bytes)
+        .ok()
+        .filter(|n| (65_535..=16 * 1024 * 1024).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                key,
+                &bytes.to_string(),
+                "must be between 65535 bytes (64 KiB) and 16 MiB",
+            )
+        })
 }
 
 /// Timeouts at `prefix`; missing ones come from `base` (the global section) or the defaults.

@@ -33,6 +33,8 @@ pub struct ConfigMetrics {
     shadow_disagreements: IntCounterVec,
     shadow_evaluations: IntCounter,
     draining: IntGauge,
+    /// The sha256 label now at 1 (reloads only; never on the request path).
+    active: std::sync::Mutex<Option<String>>,
 }
 
 impl ConfigMetrics {
@@ -87,6 +89,7 @@ impl ConfigMetrics {
         ))?;
         registry.register(Box::new(draining.clone()))?;
         Ok(ConfigMetrics {
+            active: std::sync::Mutex::new(None),
             draining,
             reloads,
             info,
@@ -103,8 +106,17 @@ impl ConfigMetrics {
 
     /// `sha256` (hex) is now the active config, loaded at `unix_seconds`.
     pub fn active(&self, sha256: &str, unix_seconds: i64) {
-        self.info.reset();
+        // The new series first, then the old one goes: a scrape never sees none.
         self.info.with_label_values(&[sha256]).set(1);
+        let mut current = self
+            .active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = current.replace(sha256.to_owned()) {
+            if old != sha256 {
+                let _ = self.info.remove_label_values(&[&old]);
+            }
+        }
         self.last_success.set(unix_seconds);
     }
 

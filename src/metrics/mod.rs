@@ -14,6 +14,7 @@ use crate::classify::Class;
 mod affinity;
 mod audit;
 mod config;
+mod connections;
 mod pool;
 mod route;
 mod streams;
@@ -22,6 +23,7 @@ mod websocket;
 pub use affinity::AffinityMetrics;
 pub use audit::AuditMetrics;
 pub use config::{ConfigMetrics, ReloadResult};
+pub use connections::{ClientConnectionError, ConnectionClose, ConnectionMetrics};
 pub use pool::{EndpointMetrics, PoolMetrics, RetryReason};
 pub use route::{RouteMetrics, RouteMetricsTable};
 pub use streams::{RouteStreamMetrics, StreamMetrics, StreamOutcome, TokenKind};
@@ -59,10 +61,12 @@ pub enum Rejection {
     NoHealthyEndpoint,
     /// The endpoint holding the request's state (or owning its session) is unavailable.
     AffinityEndpointDown,
+    /// The audit trail could not take the request's record in time (`on_full = "block"`).
+    AuditUnavailable,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 14] = [
+    pub const ALL: [Rejection; 15] = [
         Rejection::Unclassifiable,
         Rejection::AmbiguousPath,
         Rejection::BodyTooLarge,
@@ -77,6 +81,7 @@ impl Rejection {
         Rejection::UpstreamAuth,
         Rejection::NoHealthyEndpoint,
         Rejection::AffinityEndpointDown,
+        Rejection::AuditUnavailable,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -95,6 +100,7 @@ impl Rejection {
             Rejection::UpstreamAuth => "upstream_auth",
             Rejection::NoHealthyEndpoint => "no_healthy_endpoint",
             Rejection::AffinityEndpointDown => "affinity_endpoint_unavailable",
+            Rejection::AuditUnavailable => "audit_unavailable",
         }
     }
 }
@@ -210,6 +216,8 @@ pub struct Metrics {
     pub config: ConfigMetrics,
     /// The audit trail's writer.
     pub audit: AuditMetrics,
+    /// Client connections: refused, closed by a limit, ended by a client error.
+    pub connections: ConnectionMetrics,
 }
 
 impl Metrics {
@@ -320,7 +328,9 @@ impl Metrics {
         let websocket = WebSocketMetrics::new(&registry, upstreams)?;
         let config = ConfigMetrics::new(&registry)?;
         let audit = AuditMetrics::new(&registry)?;
+        let connections = ConnectionMetrics::new(&registry)?;
         Ok(Metrics {
+            connections,
             config,
             audit,
             pool,

@@ -35,6 +35,8 @@ pub enum ProxyError {
     UpstreamPathAmbiguous { path: String, route: String },
     #[error("{0}; the request was not sent")]
     UpstreamAuth(AuthError),
+    #[error("the audit trail could not take this request's record within the request timeout (audit.on_full = \"block\" and its queue stayed full); the request was not sent")]
+    AuditUnavailable,
     #[error("{}", pool_message(.upstream, *.class, .error, .holder.as_deref()))]
     Pool {
         upstream: String,
@@ -100,7 +102,9 @@ impl ProxyError {
             ProxyError::Adapt(_) | ProxyError::UpstreamPathAmbiguous { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            ProxyError::Pool { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Pool { .. } | ProxyError::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Upstream { error, .. } => match error {
                 UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::FirstByteTimeout { .. }
@@ -133,6 +137,7 @@ impl ProxyError {
             ProxyError::Adapt(_) => Rejection::BadRequest,
             ProxyError::UpstreamPathAmbiguous { .. } => Rejection::AmbiguousPath,
             ProxyError::UpstreamAuth(_) => Rejection::UpstreamAuth,
+            ProxyError::AuditUnavailable => Rejection::AuditUnavailable,
             ProxyError::Pool { error, .. } => match error {
                 PickError::NoneUsable { .. } => Rejection::NoHealthyEndpoint,
                 PickError::HolderDown { .. } => Rejection::AffinityEndpointDown,

@@ -111,14 +111,6 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
     // a marker named in `Connection` would be classified here and missing there.
     strip_hop_by_hop(&mut parts.headers, Upgrade::Keep);
     let request_id = parts.headers.get(REQUEST_ID_HEADER).cloned();
-    // With `[audit]`, a place in the writer's queue is taken before anything happens, so
-    // the record can be written without waiting when the request ends (`on_full = "block"`
-    // waits here when the queue is full; "drop" goes on without a record, counted).
-    let audit = match &gw.audit {
-        Some(log) => log.reserve().await,
-        None => None,
-    };
-    let request_bytes = audit.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
     let mut pending = Pending::new(Record {
         gw: gw.clone(),
         start,
@@ -129,9 +121,25 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         decision: None,
         endpoint: None,
         status: client_closed_status(),
-        audit,
-        request_bytes,
+        audit: None,
+        request_bytes: None,
     });
+    // With `[audit]`, a place in the writer's queue is taken before anything else, so that
+    // the record is written without waiting when the request ends. `on_full = "block"` waits
+    // here while the queue is full, at most until the request's deadline; "drop" goes on
+    // without a record (counted by the audit log).
+    if let Some(log) = &gw.audit {
+        let deadline = start + gw.config.timeouts.request;
+        match tokio::time::timeout_at(deadline, log.reserve()).await {
+            Ok(Some(slot)) => pending.audit(slot),
+            Ok(None) => {}
+            Err(_) => {
+                let error = ProxyError::AuditUnavailable;
+                drop(body);
+                return refuse(&gw, pending, None, &error, &request_id);
+            }
+        }
+    }
 
     let Classified { decision, body } = match classify(&gw, &parts, body, start).await {
         Ok(classified) => classified,
@@ -279,15 +287,15 @@ async fn classify(
             (settle(Err(u)), ReadBody::Unread(body))
         }
         inspection => {
-            let deadline = start + gw.config.timeouts.request;
+            // Decided already (only the shadow needs the body): the body gets the timeouts
+            // of the upstream it goes to, as it would have streaming there.
+            let timeouts = match &inspection {
+                Inspection::Decided(d) => *gw.policy.upstream_for(d.class).timeouts(),
+                _ => gw.config.timeouts,
+            };
+            let deadline = start + timeouts.request;
             let mut body = body;
-            let read = read_body(
-                &mut body,
-                limit,
-                declared,
-                gw.config.timeouts.idle,
-                deadline,
-            );
+            let read = read_body(&mut body, limit, declared, timeouts.idle, deadline);
             let bytes = match read.await {
                 Ok(bytes) => bytes,
                 Err(error) => {
@@ -557,8 +565,13 @@ fn refuse(
     tracing::debug!(error = %error, "request refused");
     let (mut head, body) = error.to_response().into_parts();
     let body_len = body.size_hint().exact().unwrap_or(0);
-    if let Some(d) = decision {
-        decision_headers(gw, &mut head.headers, d);
+    match decision {
+        Some(d) => decision_headers(gw, &mut head.headers, d),
+        // Refused before any decision: still say which config refused it.
+        None if gw.config.server.decision_headers => {
+            head.headers.insert(CONFIG_HEADER, gw.config_header.clone());
+        }
+        None => {}
     }
     if let Some(id) = request_id {
         head.headers.insert(REQUEST_ID_HEADER, id.clone());

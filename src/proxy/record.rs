@@ -67,6 +67,14 @@ impl Pending {
         }
     }
 
+    /// The request's place in the audit queue, once it has one.
+    pub fn audit(&mut self, slot: AuditSlot) {
+        if let Some(record) = &mut self.0 {
+            record.request_bytes = Some(Arc::new(AtomicU64::new(0)));
+            record.audit = Some(slot);
+        }
+    }
+
     /// The counter of request body bytes sent upstream, when the audit trail wants it.
     pub fn request_bytes(&self) -> Option<Arc<AtomicU64>> {
         self.0.as_ref().and_then(|r| r.request_bytes.clone())

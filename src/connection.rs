@@ -1,0 +1,249 @@
+//! One client connection's life after accept: limits that hyper does not enforce itself
+//! (requests per connection, keep-alive idle time on HTTP/2 as well as HTTP/1.1), the drain,
+//! and a bounded label for how it ended.
+//!
+//! Every request served on the connection passes through [`Counted`], which counts it and
+//! tracks whether anything is in flight (a response counts until its body is done, so a long
+//! stream is never "idle"). [`drive`] polls the hyper connection and ends it politely — the
+//! current responses finish, HTTP/1.1 answers with `connection: close`, HTTP/2 sends GOAWAY —
+//! when the request budget is spent, when it has been idle for `keepalive_timeout`, or when
+//! the drain begins.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper_util::server::graceful::GracefulConnection;
+use pin_project_lite::pin_project;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::listener::Shutdown;
+use crate::metrics::{ClientConnectionError, ConnectionClose, Metrics};
+
+/// What one connection may do before it is closed politely.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectionLimits {
+    /// Requests served before the connection is closed; 0 is no limit.
+    pub(crate) max_requests: u64,
+    /// Time with nothing in flight before the connection is closed; `None` is no limit.
+    pub(crate) keepalive: Option<Duration>,
+}
+
+impl ConnectionLimits {
+    /// No limits (the admin listener).
+    pub(crate) const NONE: ConnectionLimits = ConnectionLimits {
+        max_requests: 0,
+        keepalive: None,
+    };
+}
+
+/// What the service side tells the connection's driver.
+struct State {
+    served: AtomicU64,
+    in_flight: AtomicUsize,
+    /// When the last in-flight response ended, in ms since `epoch` (the connection's start).
+    idle_since_ms: AtomicU64,
+    epoch: Instant,
+    budget_spent: AtomicBool,
+    max_requests: u64,
+    changed: Notify,
+}
+
+impl State {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn started(self: &Arc<Self>) -> InFlight {
+        let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if self.max_requests > 0 && served == self.max_requests {
+            self.budget_spent.store(true, Ordering::Relaxed);
+            self.changed.notify_one();
+        }
+        InFlight(self.clone())
+    }
+
+    /// When the connection becomes idle-closable, if nothing is in flight now.
+    fn idle_deadline(&self, keepalive: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
+        Some(self.epoch + since + keepalive)
+    }
+}
+
+/// One request or response in flight on the connection; ends when dropped.
+struct InFlight(Arc<State>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let state = &self.0;
+        if state.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            state.idle_since_ms.store(state.now_ms(), Ordering::Relaxed);
+            state.changed.notify_one();
+        }
+    }
+}
+
+/// The connection's service: `S`, with every request counted.
+#[derive(Clone)]
+pub(crate) struct Counted<S> {
+    inner: S,
+    state: Arc<State>,
+}
+
+impl<S, B> hyper::service::Service<Request<hyper::body::Incoming>> for Counted<S>
+where
+    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = Response<B>>,
+{
+    type Response = Response<Tracked<B>>;
+    type Error = S::Error;
+    type Future = CountedFuture<S::Future>;
+
+    fn call(&self, req: Request<hyper::body::Incoming>) -> Self::Future {
+        let in_flight = self.state.started();
+        CountedFuture {
+            inner: self.inner.call(req),
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Counted`]: hands the in-flight mark on to the body.
+    pub(crate) struct CountedFuture<F> {
+        #[pin]
+        inner: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F, B, E> Future for CountedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<Tracked<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let in_flight = this.in_flight.take();
+        Poll::Ready(result.map(|resp| {
+            resp.map(|body| Tracked {
+                body,
+                _in_flight: in_flight,
+            })
+        }))
+    }
+}
+
+pin_project! {
+    /// A response body that keeps its connection "in flight" until it is done or dropped.
+    pub(crate) struct Tracked<B> {
+        #[pin]
+        body: B,
+        _in_flight: Option<InFlight>,
+    }
+}
+
+impl<B: Body> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A new connection's counted service, and the state its driver watches.
+pub(crate) fn counted<S>(service: S, limits: ConnectionLimits) -> (Counted<S>, Watch) {
+    let state = Arc::new(State {
+        served: AtomicU64::new(0),
+        in_flight: AtomicUsize::new(0),
+        idle_since_ms: AtomicU64::new(0),
+        epoch: Instant::now(),
+        budget_spent: AtomicBool::new(false),
+        max_requests: limits.max_requests,
+        changed: Notify::new(),
+    });
+    (
+        Counted {
+            inner: service,
+            state: state.clone(),
+        },
+        Watch { state, limits },
+    )
+}
+
+/// What [`drive`] watches besides the connection itself.
+pub(crate) struct Watch {
+    state: Arc<State>,
+    limits: ConnectionLimits,
+}
+
+/// Serve `conn` to the end, closing it politely when its limits say so or the drain begins.
+pub(crate) async fn drive<C>(
+    conn: C,
+    watch: Watch,
+    mut shutdown: Shutdown,
+    metrics: &Metrics,
+    listener: &'static str,
+    peer: SocketAddr,
+) where
+    C: GracefulConnection<Error = Box<dyn StdError + Send + Sync>>,
+{
+    tokio::pin!(conn);
+    let Watch { state, limits } = watch;
+    let result = loop {
+        let idle = limits.keepalive.and_then(|k| state.idle_deadline(k));
+        let close = tokio::select! {
+            result = conn.as_mut() => break result,
+            _ = shutdown.wait_for(|draining| draining.is_some()) => None,
+            _ = state.changed.notified() => {
+                if !state.budget_spent.load(Ordering::Relaxed) {
+                    continue; // in-flight count changed: recompute the idle deadline
+                }
+                Some(ConnectionClose::MaxRequests)
+            }
+            _ = tokio::time::sleep_until(idle.unwrap_or_else(Instant::now)), if idle.is_some() => {
+                if state.in_flight.load(Ordering::Relaxed) > 0 {
+                    continue;
+                }
+                Some(ConnectionClose::KeepaliveTimeout)
+            }
+        };
+        if let Some(reason) = close {
+            metrics.connections.closed(reason);
+        }
+        conn.as_mut().graceful_shutdown();
+        break conn.await;
+    };
+    if let Err(e) = result {
+        let kind = ClientConnectionError::of(&*e);
+        if let Some(kind) = kind {
+            metrics.connections.error(kind);
+        }
+        tracing::debug!(listener, %peer, error = %e, "connection ended with an error");
+    }
+}

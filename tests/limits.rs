@@ -1,0 +1,319 @@
+//! Edge limits: each one fires where configured, answers as documented, and is counted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{full, metric, read_raw_response, Harness, SOON};
+use http::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const CHAT: &str = r#"{"model":"m","messages":[]}"#;
+
+fn chat_request(extra_headers: &str) -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_headers}\r\n{CHAT}",
+        CHAT.len()
+    )
+}
+
+/// Send one request on `stream` and read its response.
+async fn exchange(stream: &mut TcpStream, request: &str) -> common::RawResponse {
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_raw_response(stream).await.expect("a response")
+}
+
+/// Read until the peer closes (Ok) or `wait` passes (Err).
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Result<(), ()> {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(wait, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .map_err(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_connections_a_new_connection_gets_503_and_is_counted() {
+    let h = Harness::with_config("[limits]\nmax_connections = 2").await;
+    let mut first = TcpStream::connect(h.proxy_addr).await.unwrap();
+    let mut second = TcpStream::connect(h.proxy_addr).await.unwrap();
+    // Served (so counted as open on a worker) and kept alive.
+    assert_eq!(exchange(&mut first, &chat_request("")).await.status(), 200);
+    assert_eq!(exchange(&mut second, &chat_request("")).await.status(), 200);
+
+    let mut third = TcpStream::connect(h.proxy_addr).await.unwrap();
+    let refused = read_raw_response(&mut third).await.expect("a refusal");
+    assert_eq!(refused.status(), 503, "{}", refused.head);
+    assert!(refused.head.contains("retry-after: 1"), "{}", refused.head);
+    let body: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+    assert_eq!(body["error"]["code"], "too_many_connections");
+    closed_within(&mut third, SOON).await.unwrap();
+    let scrape = h.scrape().await;
+    metric("switchyard_connections_refused_total").assert_value(&scrape, 1.0);
+
+    // One closes: there is room again.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let mut again = TcpStream::connect(h.proxy_addr).await.unwrap();
+        again.write_all(chat_request("").as_bytes()).await.unwrap();
+        let reply = read_raw_response(&mut again).await;
+        if reply.as_ref().is_some_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no room after a close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_connection_is_closed_after_max_requests_per_connection() {
+    let h = Harness::with_config("[limits]\nmax_requests_per_connection = 3").await;
+    let mut stream = TcpStream::connect(h.proxy_addr).await.unwrap();
+    for i in 1..=3 {
+        let reply = exchange(&mut stream, &chat_request("")).await;
+        assert_eq!(reply.status(), 200);
+        let close = reply
+            .head
+            .to_ascii_lowercase()
+            .contains("connection: close");
+        assert_eq!(close, i == 3, "request {i}: {}", reply.head);
+    }
+    closed_within(&mut stream, SOON).await.unwrap();
+    let scrape = h.scrape().await;
+    metric("switchyard_connections_closed_total")
+        .label("reason", "max_requests")
+        .assert_value(&scrape, 1.0);
+    assert_eq!(h.primary.request_count(), 3);
+    h.gateway.shutdown().await;
+}
+
+/// h2 client connection over prior knowledge; the connection future resolves when it ends.
+async fn h2_connect(
+    h: &Harness,
+) -> (
+    hyper::client::conn::http2::SendRequest<common::ReqBody>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let stream = TcpStream::connect(h.proxy_addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
+fn h2_chat(h: &Harness, headers: &[(&str, &str)]) -> http::Request<common::ReqBody> {
+    let mut req = http::Request::post(format!("http://{}/v1/chat/completions", h.proxy_addr))
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(full(CHAT)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_connection_gets_goaway_after_max_requests_per_connection() {
+    let h = Harness::with_config("[limits]\nmax_requests_per_connection = 2").await;
+    let (mut sender, conn) = h2_connect(&h).await;
+    for _ in 0..2 {
+        let resp = sender.send_request(h2_chat(&h, &[])).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let ended = tokio::time::timeout(SOON, conn)
+        .await
+        .expect("GOAWAY ends it");
+    assert!(ended.unwrap().is_ok(), "a clean GOAWAY");
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_after_keepalive_timeout_but_a_long_stream_is_not() {
+    let h = Harness::with_config("[limits]\nkeepalive_timeout = \"300ms\"").await;
+    let (mut sender, conn) = h2_connect(&h).await;
+    // A stream that lasts ~1 s, three keep-alive timeouts: it is in flight, never idle.
+    let resp = sender
+        .send_request(
+            http::Request::post(format!("http://{}/v1/chat/completions", h.proxy_addr))
+                .header("content-type", "application/json")
+                .header("x-mock-chunks", "10")
+                .header("x-mock-chunk-delay-ms", "100")
+                .body(full(r#"{"model":"m","messages":[],"stream":true}"#))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    use http_body_util::BodyExt;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("[DONE]"),
+        "the stream finished"
+    );
+    let started = tokio::time::Instant::now();
+    let ended = tokio::time::timeout(SOON, conn)
+        .await
+        .expect("closed when idle");
+    assert!(ended.unwrap().is_ok());
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    let scrape = h.scrape().await;
+    metric("switchyard_connections_closed_total")
+        .label("reason", "keepalive_timeout")
+        .assert_value(&scrape, 1.0);
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_header_lines_get_431_and_are_counted() {
+    let h = Harness::with_config("[limits]\nmax_headers = 12").await;
+    let mut stream = TcpStream::connect(h.proxy_addr).await.unwrap();
+    let extra: String = (0..20).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let reply = exchange(&mut stream, &chat_request(&extra)).await;
+    assert_eq!(reply.status(), 431, "{}", reply.head);
+    let scrape = h
+        .scrape_when(|s| {
+            metric("switchyard_client_errors_total")
+                .label("kind", "header_too_large")
+                .sum_in(s)
+                == Some(1.0)
+        })
+        .await;
+    metric("switchyard_client_errors_total")
+        .label("kind", "header_too_large")
+        .assert_value(&scrape, 1.0);
+    // A request within the limit is fine.
+    let mut ok = TcpStream::connect(h.proxy_addr).await.unwrap();
+    assert_eq!(
+        exchange(&mut ok, &chat_request("x-a: 1\r\n"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(h.primary.request_count(), 1);
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_that_does_not_arrive_in_time_is_cut_and_counted() {
+    let h = Harness::with_config("[limits]\nheader_read_timeout = \"300ms\"").await;
+    let mut stream = TcpStream::connect(h.proxy_addr).await.unwrap();
+    stream
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    closed_within(&mut stream, SOON).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let scrape = h
+        .scrape_when(|s| {
+            metric("switchyard_client_errors_total")
+                .label("kind", "header_timeout")
+                .sum_in(s)
+                == Some(1.0)
+        })
+        .await;
+    metric("switchyard_client_errors_total")
+        .label("kind", "header_timeout")
+        .assert_value(&scrape, 1.0);
+    h.assert_no_upstream_contacted("slow head");
+    h.gateway.shutdown().await;
+}
+
+/// The HTTP/2 rapid-reset attack (CVE-2023-44487): streams opened and reset at once. Past
+/// `h2_max_pending_resets` the connection ends with GOAWAY (ENHANCE_YOUR_CALM), counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_ends_the_connection_with_goaway_and_is_counted() {
+    let h = Harness::with_config("[limits]\nh2_max_pending_resets = 5").await;
+    let stream = TcpStream::connect(h.proxy_addr).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(stream).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut sent = 0;
+    for _ in 0..500 {
+        let req = http::Request::post(format!("http://{}/v1/chat/completions", h.proxy_addr))
+            .body(())
+            .unwrap();
+        let Ok(ready) = client.clone().ready().await else {
+            break;
+        };
+        client = ready;
+        match client.send_request(req, false) {
+            Ok((response, mut body)) => {
+                body.send_reset(h2::Reason::CANCEL);
+                drop(response);
+                sent += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    let ended = tokio::time::timeout(SOON, conn)
+        .await
+        .expect("the server ended it");
+    let error = ended.unwrap().expect_err("GOAWAY with an error code");
+    assert_eq!(
+        error.reason(),
+        Some(h2::Reason::ENHANCE_YOUR_CALM),
+        "{error} after {sent} resets"
+    );
+    let scrape = h
+        .scrape_when(|s| {
+            metric("switchyard_client_errors_total")
+                .label("kind", "h2_flood")
+                .sum_in(s)
+                == Some(1.0)
+        })
+        .await;
+    metric("switchyard_client_errors_total")
+        .label("kind", "h2_flood")
+        .assert_value(&scrape, 1.0);
+    h.gateway.shutdown().await;
+}
+
+#[test]
+fn limit_errors_name_key_value_and_rule() {
+    let base = common::config_text(
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+        &[],
+    );
+    let cases = [
+        (
+            "max_headers = 0",
+            "limits.max_headers = 0: must be a whole number from 1 to 10000",
+        ),
+        (
+            "max_connections = -1",
+            "limits.max_connections = -1: must be a whole number from 0 to 10000000",
+        ),
+        (
+            "h2_stream_window = 100",
+            "limits.h2_stream_window = 100: must be between 65535 bytes (64 KiB) and 16 MiB",
+        ),
+        (
+            "keepalive_timeout = \"0s\"",
+            r#"limits.keepalive_timeout = "0s": must be a positive duration such as "500ms", "30s" or "5m""#,
+        ),
+    ];
+    for (line, expected) in cases {
+        let text = format!("{base}\n[limits]\n{line}\n");
+        let error = switchyard::config::Config::from_toml_str(&text)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, expected, "{line}");
+    }
+}
