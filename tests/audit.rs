@@ -191,6 +191,19 @@ fn an_intact_log_verifies_and_each_tampering_is_detected_at_its_line() {
     fs::write(&truncated, bytes).unwrap();
     assert_detected(&truncated, 8, "not a complete JSON record");
 
+    // Lines cut from the top: still a chain, but one that starts at seq 4.
+    assert_detected(
+        &tampered_copy(t, "top.jsonl", &good[3..]),
+        1,
+        "the chain starts at seq 4: earlier records are missing (removed, or in files not given)",
+    );
+
+    // CRLF line endings (an editor's save): the writer never writes a CR.
+    let crlf = t.join("crlf.jsonl");
+    let text: String = good.iter().map(|l| format!("{l}\r\n")).collect();
+    fs::write(&crlf, text).unwrap();
+    assert_detected(&crlf, 1, "the line ends in CR LF");
+
     // Whole trailing lines removed: the chain holds, but verify warns that it is not sealed.
     let (code, out, _) = verify(&[tampered_copy(t, "short.jsonl", &good[..5])]);
     assert_eq!(code, 0, "{out}");
@@ -212,11 +225,67 @@ fn a_rotated_chain_verifies_in_any_order_and_a_missing_middle_file_is_named() {
     assert!(out.contains("(20 requests)"), "{out}");
     assert!(out.contains(&format!("in {} file(s)", log.len())), "{out}");
 
-    // A later file alone verifies, with its link to the earlier ones reported unchecked.
-    let (code, out, _) = verify(&log[2..]);
-    assert_eq!(code, 0, "{out}");
+    // A later file alone does not start at seq 1: an error naming its first line...
+    let (code, out, err) = verify(&log[2..]);
+    assert_eq!(code, 1, "{out}");
+    let first_seq: u64 = lines(&log[2])[0]
+        .split_once("\"seq\":")
+        .and_then(|(_, rest)| rest.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let named = format!(
+        "error: {}:1: the chain starts at seq {first_seq}: earlier records are missing \
+         (removed, or in files not given)\n",
+        log[2].display()
+    );
+    assert_eq!(err, named);
+    // ...unless the operator says where the chain starts (older files deleted by max_files):
+    // then it verifies, with its link to the earlier ones reported unchecked.
+    let mut args = vec!["audit", "verify", "--from-seq"];
+    let from = first_seq.to_string();
+    args.push(&from);
+    args.extend(log[2..].iter().map(|p| p.to_str().unwrap()));
+    let (code, out, err) = run(&args, &[]);
+    assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("its link to earlier files was not checked"),
+        out.contains(&format!(
+            "warning: the chain starts at seq {first_seq} (--from-seq): records before it, \
+             and its link to them, were not checked"
+        )),
+        "{out}"
+    );
+    // The expected start is checked exactly.
+    let earlier = (first_seq - 1).to_string();
+    args[3] = &earlier;
+    let (code, _, err) = run(&args, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            ":1: the chain starts at seq {first_seq}, not at seq {earlier} (--from-seq): \
+             records {earlier}..{earlier} are missing"
+        )),
+        "{err}"
+    );
+    args[3] = "0";
+    assert_eq!(run(&args, &[]).0, 2, "seq counts from 1");
+    // report takes it too.
+    args[1] = "report";
+    args[3] = &from;
+    let (code, out, err) = run(&args, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("chain: verified: "), "{out}");
+
+    // The current file removed (and with it the seal that closed the log): the set ends with
+    // a rotation seal, which says files are missing after it — a warning, not "sealed".
+    let (code, out, err) = verify(&log[..log.len() - 1]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("sealed"), "{out}");
+    assert!(
+        out.contains(
+            "warning: the last file ends with a rotation seal: the files after it are missing, \
+             or were not given"
+        ),
         "{out}"
     );
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::chain::{self, ChainState, Entry, Hash, Hasher};
 use super::files::{self, LogFiles, Tail};
+use super::lock::WriterLock;
 use super::{AuditError, AuditRecord, AuditSettings};
 use crate::metrics::Metrics;
 
@@ -121,6 +122,9 @@ pub struct Appender {
     rotate_not_before: Option<Instant>,
     unsynced: bool,
     last_sync: Instant,
+    /// This writer's exclusive hold on the log, released when the appender is dropped (after
+    /// the file above is closed).
+    _lock: WriterLock,
 }
 
 impl Appender {
@@ -132,6 +136,8 @@ impl Appender {
         }
         let files = LogFiles::new(path);
         fs::create_dir_all(files.dir()).map_err(|e| AuditError::io(files.dir(), e))?;
+        // Before anything is read or moved: resuming and rotating assume one writer.
+        let lock = WriterLock::acquire(path)?;
         let mut appender = Appender {
             files,
             max_file_bytes: settings.max_file_bytes,
@@ -146,6 +152,7 @@ impl Appender {
             rotate_not_before: None,
             unsynced: false,
             last_sync: Instant::now(),
+            _lock: lock,
         };
         let previous = appender.resume().map_err(|e| AuditError::io(path, e))?;
         let (_, written) = appender.append(&[Held::Start { previous }]);

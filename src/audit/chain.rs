@@ -324,6 +324,9 @@ pub enum Malformed {
     Unterminated,
     /// Not a JSON object with the chain's fields, or not ending in `"hash":"<64 hex>"}`.
     NotARecord,
+    /// Ends in `\r\n`: the writer never writes a CR, so the line was edited (or the file
+    /// converted to CRLF line endings).
+    CarriageReturn,
 }
 
 /// A complete line (with its newline), split into what is hashed and what was parsed.
@@ -340,7 +343,9 @@ pub fn read_line(text: &[u8]) -> Result<ReadLine<'_>, Malformed> {
     let Some(body) = text.strip_suffix(b"\n") else {
         return Err(Malformed::Unterminated);
     };
-    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    if body.ends_with(b"\r") {
+        return Err(Malformed::CarriageReturn);
+    }
     if body.len() < HASH_SUFFIX_LEN {
         return Err(Malformed::NotARecord);
     }
@@ -458,6 +463,9 @@ mod tests {
             Some(Malformed::NotARecord)
         );
         assert_eq!(read_line(b"\n").err(), Some(Malformed::NotARecord));
+        let mut crlf = bytes.clone();
+        crlf.insert(crlf.len() - 1, b'\r');
+        assert_eq!(read_line(&crlf).err(), Some(Malformed::CarriageReturn));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::{report, verify};
+use super::{report_with, verify_with, VerifyOptions};
 
 /// Exit code: the chain is broken (tampering or damage), or the report's chain is.
 const EXIT_BROKEN: u8 = 1;
@@ -14,8 +14,9 @@ const EXIT_UNREADABLE: u8 = 2;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check audit files as one hash chain: exit 0 if intact (warnings aside), else name the
-    /// first bad line and exit 1. Files may be given in any order (rotated ones included).
+    /// Check audit files as one hash chain from seq 1 (or --from-seq): exit 0 if intact
+    /// (warnings aside), else name the first bad line and exit 1. Files may be given in any
+    /// order (rotated ones included).
     Verify(AuditVerifyArgs),
     /// Per class and upstream, how many requests went where; verifies the chain first and
     /// exits 1 (after printing) if it is broken.
@@ -30,6 +31,13 @@ pub struct AuditVerifyArgs {
     /// Environment variable holding the HMAC key (`audit.key`) of a keyed log.
     #[arg(long, value_name = "VAR")]
     pub key_env: Option<String>,
+    /// The seq the chain is expected to start at, when older files were deleted
+    /// (`audit.max_files`) or archived: the first record must have exactly this seq. Without
+    /// it a chain must start at seq 1. Take it from a record kept outside the log (one more
+    /// than the last seq of the files archived or verified before they were deleted), not
+    /// from the files themselves.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub from_seq: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -40,6 +48,13 @@ pub struct AuditReportArgs {
     /// Environment variable holding the HMAC key (`audit.key`) of a keyed log.
     #[arg(long, value_name = "VAR")]
     pub key_env: Option<String>,
+    /// The seq the chain is expected to start at, when older files were deleted
+    /// (`audit.max_files`) or archived: the first record must have exactly this seq. Without
+    /// it a chain must start at seq 1. Take it from a record kept outside the log (one more
+    /// than the last seq of the files archived or verified before they were deleted), not
+    /// from the files themselves.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub from_seq: Option<u64>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -89,7 +104,11 @@ impl AuditCommand {
                     Ok(key) => key,
                     Err(e) => return CommandOutput::failed(EXIT_UNREADABLE, e),
                 };
-                match verify(&args.files, key.as_deref()) {
+                let options = VerifyOptions {
+                    key: key.as_deref(),
+                    from_seq: args.from_seq,
+                };
+                match verify_with(&args.files, &options) {
                     Ok(summary) => CommandOutput {
                         stdout: summary.to_string(),
                         ..CommandOutput::default()
@@ -105,7 +124,11 @@ impl AuditCommand {
                     Ok(key) => key,
                     Err(e) => return CommandOutput::failed(EXIT_UNREADABLE, e),
                 };
-                let report = match report(&args.files, key.as_deref()) {
+                let options = VerifyOptions {
+                    key: key.as_deref(),
+                    from_seq: args.from_seq,
+                };
+                let report = match report_with(&args.files, &options) {
                     Ok(report) => report,
                     Err(e) => return CommandOutput::failed(EXIT_UNREADABLE, e),
                 };

@@ -34,13 +34,38 @@
 //! `,"hash":"` — those bytes include `seq` and `prev`. [`verify`] recomputes every hash and
 //! checks that `prev` links and `seq` steps by one, so an edited, removed, duplicated or
 //! reordered line, and a line cut short, are each reported with the first bad `file:line`.
-//! Without a key anyone can recompute a whole chain after editing it: the chain then proves
-//! only that the file is internally consistent. With a key, a forger also needs the key.
+//! Lines end in `\n` alone: a line ending in `\r\n` (an editor's save, a CRLF conversion) is
+//! a bad line, since the writer never writes a CR.
+//!
+//! Lines removed from the *top* leave a chain that starts after seq 1. That is an error
+//! (`the chain starts at seq N: earlier records are missing`) unless the operator says where
+//! the chain is expected to start ([`VerifyOptions::from_seq`], `--from-seq N`: after
+//! `max_files` deleted old files, or after archiving them); the first record must then have
+//! exactly that seq, and only its `prev` — the link to the records deleted — goes unchecked.
+//! The expected seq has to come from outside the files (one more than the last seq archived
+//! or verified before), or the check proves nothing.
 //!
 //! What a chain cannot show by itself is lines removed from the *end*: the writer therefore
 //! ends each file with a `seal`, and `verify` warns (exit 0) when the last line is not one —
 //! the gateway may still be running, or it stopped without closing the log. A `start` line
-//! with `previous: "not_sealed"` records such a stop for good.
+//! with `previous: "not_sealed"` records such a stop for good. Only a `close` seal counts: a
+//! set of files whose last line is a `rotate` seal is missing the files after it (the current
+//! one at least), and is reported as not sealed.
+//!
+//! # What the key protects against
+//!
+//! Without a key anyone who can write the files can recompute a whole chain after editing
+//! it: the chain then proves only that the files are internally consistent (and catches
+//! damage and careless edits). With `audit.key`, a forger also needs the key. But the key is
+//! in the gateway's environment (its config, `${VAR}`), so it protects the trail only from
+//! writers who cannot read the gateway's process or its environment: another uid on the
+//! host, whoever later gets a copy of the files (a backup, an archive, a log shipper's
+//! destination), a log shipper or sidecar that can write the directory. It does *not*
+//! protect against the gateway's own uid (or root): whoever can read
+//! `/proc/<pid>/environ`, the config or the secret it comes from can rewrite the chain and
+//! recompute every HMAC. Against them, ship the lines off the host as they are written, to
+//! storage the gateway's uid cannot rewrite, and verify the copies there: what was shipped
+//! before an edit on the host stays as it was.
 //!
 //! # Files
 //!
@@ -49,12 +74,20 @@
 //! `audit.0000000000000001.jsonl`), so `ls` lists rotated files in chain order, and the
 //! chain continues in a fresh file. Rotated files beyond `max_files` (0 keeps all) are
 //! deleted, oldest first. `verify` and `report` take files in any order and sort them by
-//! their first `seq`; a set that does not begin at seq 1 is checked from its first line on
-//! (the link to earlier files is reported as unchecked, not as an error).
+//! their first `seq`; a set that does not begin at seq 1 is an error unless `--from-seq`
+//! names its first seq (above).
 //!
 //! On open, an existing log is resumed from its last complete line. If the file ends in a
 //! partial line (a crash mid-write), nothing is appended after it: the file is rotated aside
 //! as it is (verify will flag its partial line) and the chain continues in a fresh file.
+//!
+//! One writer per log: [`AuditLog::open`] takes an exclusive advisory lock
+//! (`flock(LOCK_EX | LOCK_NB)`) on `<path>.lock` before it reads or moves anything, and fails
+//! with [`AuditError::InUse`] if another writer holds it (a restart overlapping the old
+//! process, two pods on one volume) — two writers would fork the chain. The lock is released
+//! when the writer thread ends (after the seal and fsync); the kernel releases it if the
+//! process dies. A clean close removes the lock file; a crash leaves it, unlocked, and the
+//! next writer reuses it. The lock is advisory: it keeps gateways apart, not other programs.
 //!
 //! # Durability
 //!
@@ -65,11 +98,16 @@
 //! arrive, one second after the last one, before a rotation and on close. A failed write is
 //! counted and logged, the file is cut back to its last whole line, and the batch is retried
 //! every second; meanwhile the queue fills and `on_full` decides.
+//!
+//! [`AuditLog::close`] waits for the writer however long it takes; [`AuditLog::close_within`]
+//! gives up after a limit (a write or fsync hung on a stuck disk or NFS server), logs how
+//! many records may be lost, and lets shutdown go on: that run's log is then not sealed.
 
 mod appender;
 mod chain;
 mod command;
 mod files;
+mod lock;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -81,8 +119,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use command::{AuditCommand, AuditReportArgs, AuditVerifyArgs, CommandOutput};
-pub use report::{report, ConfigReport, GroupReport, Report};
-pub use verify::{verify, FileSummary, Problem, Sealed, VerifyError, VerifySummary};
+pub use report::{report, report_with, ConfigReport, GroupReport, Report};
+pub use verify::{
+    verify, verify_with, FileSummary, Problem, Sealed, VerifyError, VerifyOptions, VerifySummary,
+};
 pub use writer::{AuditLog, AuditSlot};
 
 /// How the audit log is written (`[audit]` in the config).
@@ -98,7 +138,8 @@ pub struct AuditSettings {
     pub queue: usize,
     /// What a request does when the queue is full.
     pub on_full: OnFull,
-    /// HMAC-SHA256 key: when set, the chain cannot be recomputed without it.
+    /// HMAC-SHA256 key: when set, the chain cannot be recomputed without it (by writers who
+    /// cannot read the gateway's process or environment: see the module docs).
     pub key: Option<Vec<u8>>,
 }
 
@@ -150,6 +191,13 @@ pub enum AuditError {
     },
     #[error("audit.path {0}: names a directory, not a file")]
     NotAFile(PathBuf),
+    /// Another writer (process, or `AuditLog` in this process) holds the log's lock.
+    #[error(
+        "audit.path {} is in use by another process (lock file {})",
+        path.display(),
+        lock.display()
+    )]
+    InUse { path: PathBuf, lock: PathBuf },
     #[error("audit.queue must be at least 1")]
     ZeroQueue,
     #[error("cannot start the audit writer thread: {0}")]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::chain::{read_line, Parsed};
-use super::verify::{verify, VerifyError, VerifySummary};
+use super::verify::{verify_with, VerifyError, VerifyOptions, VerifySummary};
 use super::AuditError;
 
 /// Shown where a request has no class or upstream (refused before routing).
@@ -97,10 +97,23 @@ fn status_family(status: Option<u16>) -> String {
     }
 }
 
-/// Read `paths` and summarise their requests; verify the chain too (`key`: its HMAC key).
-/// The counts are made even when the chain does not verify, and say so.
+/// Read `paths` and summarise their requests; verify the chain too (`key`: its HMAC key),
+/// as one that starts at seq 1 (see [`report_with`]).
 pub fn report(paths: &[PathBuf], key: Option<&[u8]>) -> Result<Report, AuditError> {
-    let verification = match verify(paths, key) {
+    report_with(
+        paths,
+        &VerifyOptions {
+            key,
+            from_seq: None,
+        },
+    )
+}
+
+/// Read `paths` and summarise their requests; verify the chain too, with `options` (see
+/// [`verify_with`](super::verify_with)). The counts are made even when the chain does not
+/// verify, and say so.
+pub fn report_with(paths: &[PathBuf], options: &VerifyOptions<'_>) -> Result<Report, AuditError> {
+    let verification = match verify_with(paths, options) {
         Ok(summary) => Ok(summary),
         Err(VerifyError::NoFiles) => return Err(AuditError::NoFiles),
         Err(VerifyError::Io { path, source }) => return Err(AuditError::Io { path, source }),

@@ -18,6 +18,8 @@ pub enum Problem {
     Truncated,
     /// Not a JSON object ending in `"hash":"<64 hex>"}` with the chain's fields.
     NotARecord,
+    /// The line ends in `\r\n`; the writer never writes a CR.
+    CarriageReturn,
     /// The line's hash is not the hash of its bytes. `hint` explains a wrong or missing key.
     HashMismatch { hint: &'static str },
     /// `prev` is not the hash of the line before it in the chain.
@@ -31,6 +33,11 @@ pub enum Problem {
     SeqGap { before_seq: u64, seq: u64 },
     /// The first record (seq 1) does not start from the genesis value.
     BadGenesis,
+    /// The first record is not seq 1, and no `--from-seq` says where the chain should start:
+    /// records were cut from the top, or earlier files were not given.
+    Unanchored { first_seq: u64 },
+    /// The first record is not the seq `--from-seq` expects.
+    NotFromSeq { expected: u64, first_seq: u64 },
     /// A `start` line says the log was (or was not) keyed, and verification used the other.
     KeyMismatch { keyed: bool },
 }
@@ -42,6 +49,10 @@ impl fmt::Display for Problem {
                 f.write_str("not a complete JSON record: no newline at its end (truncated?)")
             }
             Problem::NotARecord => f.write_str("not a complete JSON record (truncated or edited?)"),
+            Problem::CarriageReturn => f.write_str(
+                "the line ends in CR LF, and the writer never writes a CR (edited, or converted \
+                 to CRLF line endings?)",
+            ),
             Problem::HashMismatch { hint } => {
                 write!(f, "hash does not match its content (edited?{hint})")
             }
@@ -61,6 +72,27 @@ impl fmt::Display for Problem {
             Problem::BadGenesis => {
                 f.write_str("seq 1 does not start from the genesis value (prev is not 64 zeros)")
             }
+            Problem::Unanchored { first_seq } => write!(
+                f,
+                "the chain starts at seq {first_seq}: earlier records are missing (removed, or \
+                 in files not given)"
+            ),
+            Problem::NotFromSeq {
+                expected,
+                first_seq,
+            } if first_seq > expected => write!(
+                f,
+                "the chain starts at seq {first_seq}, not at seq {expected} (--from-seq): \
+                 records {expected}..{} are missing (removed, or in files not given)",
+                first_seq - 1
+            ),
+            Problem::NotFromSeq {
+                expected,
+                first_seq,
+            } => write!(
+                f,
+                "the chain starts at seq {first_seq}, not at seq {expected} (--from-seq)"
+            ),
             Problem::KeyMismatch { keyed: true } => {
                 f.write_str("this log was written with a key (HMAC-SHA256): pass --key-env VAR")
             }
@@ -92,7 +124,9 @@ pub enum VerifyError {
 pub enum Sealed {
     /// The last line is a `seal` written when the log was closed.
     Closed,
-    /// The last line is a `seal` written before rotation (a rotated file, checked alone).
+    /// The last line is a `seal` written before rotation: the files after it (the current
+    /// file at least) are missing or were not given. Reported like [`Sealed::No`]: whole files
+    /// removed from the end would not show.
     Rotated,
     /// The gateway is still writing, or stopped without closing the log; lines removed
     /// from the end would not show.
@@ -119,7 +153,9 @@ pub struct VerifySummary {
     pub last_seq: Option<u64>,
     /// HMAC-SHA256 (a key was given) rather than SHA-256.
     pub keyed: bool,
-    /// The chain starts at seq 1; otherwise its link to earlier files was not checked.
+    /// The chain starts at seq 1. Otherwise it verified only because `--from-seq`
+    /// ([`VerifyOptions::from_seq`]) said where it starts, and records before it (and the
+    /// first record's link to them) were not checked.
     pub anchored: bool,
     pub sealed: Sealed,
     /// Records the writer could not write, from `dropped` lines.
@@ -137,9 +173,16 @@ impl VerifySummary {
         }
         if let (false, Some(first)) = (self.anchored, self.first_seq) {
             out.push(format!(
-                "the chain starts at seq {first}: its link to earlier files was not checked \
-                 (give them too to check it)"
+                "the chain starts at seq {first} (--from-seq): records before it, and its link \
+                 to them, were not checked"
             ));
+        }
+        if self.sealed == Sealed::Rotated {
+            out.push(
+                "the last file ends with a rotation seal: the files after it are missing, or \
+                 were not given"
+                    .to_owned(),
+            );
         }
         if self.sealed == Sealed::No && self.records > 0 {
             out.push(
@@ -182,7 +225,7 @@ impl VerifySummary {
             if self.keyed { "HMAC-SHA256" } else { "SHA-256" },
             match self.sealed {
                 Sealed::Closed => ", sealed",
-                Sealed::Rotated => ", sealed (rotated)",
+                Sealed::Rotated => ", ends with a rotation seal",
                 Sealed::No => "",
             }
         )
@@ -218,9 +261,47 @@ struct Previous {
     hash: Hash,
 }
 
-/// Verify `paths` as one chain. Files are put in chain order by their first record's seq,
-/// whatever order they are given in. `key`: the log's HMAC key, if it has one.
+/// How to verify a set of files.
+#[derive(Clone, Copy, Default)]
+pub struct VerifyOptions<'a> {
+    /// The log's HMAC key (`audit.key`), if it has one.
+    pub key: Option<&'a [u8]>,
+    /// The seq the chain is expected to start at, when that is not 1: the records before it
+    /// were deleted legitimately (`audit.max_files`, archiving). The first record must then
+    /// have exactly this seq; its `prev` (the link to the deleted records) is not checked.
+    /// `None`: the chain must start at seq 1.
+    pub from_seq: Option<u64>,
+}
+
+impl fmt::Debug for VerifyOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key itself.
+        f.debug_struct("VerifyOptions")
+            .field("keyed", &self.key.is_some())
+            .field("from_seq", &self.from_seq)
+            .finish()
+    }
+}
+
+/// Verify `paths` as one chain that starts at seq 1 (see [`verify_with`]). `key`: the log's
+/// HMAC key, if it has one.
 pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Result<VerifySummary, VerifyError> {
+    verify_with(
+        paths,
+        &VerifyOptions {
+            key,
+            from_seq: None,
+        },
+    )
+}
+
+/// Verify `paths` as one chain. Files are put in chain order by their first record's seq,
+/// whatever order they are given in. The chain must start at seq 1, or at
+/// `options.from_seq` when that is given.
+pub fn verify_with(
+    paths: &[PathBuf],
+    options: &VerifyOptions<'_>,
+) -> Result<VerifySummary, VerifyError> {
     if paths.is_empty() {
         return Err(VerifyError::NoFiles);
     }
@@ -235,7 +316,7 @@ pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Result<VerifySummary, Ve
         ordered.push((first.is_some(), first, i, path));
     }
     ordered.sort();
-    let hasher = Hasher::new(key);
+    let hasher = Hasher::new(options.key);
     let mut summary = VerifySummary {
         files: Vec::new(),
         records: 0,
@@ -276,6 +357,7 @@ pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Result<VerifySummary, Ve
                 bad(match m {
                     Malformed::Unterminated => Problem::Truncated,
                     Malformed::NotARecord => Problem::NotARecord,
+                    Malformed::CarriageReturn => Problem::CarriageReturn,
                 })
             })?;
             let record = &line.parsed;
@@ -293,10 +375,25 @@ pub fn verify(paths: &[PathBuf], key: Option<&[u8]>) -> Result<VerifySummary, Ve
                 return Err(bad(Problem::HashMismatch { hint }));
             }
             match &previous {
-                None if record.seq == 1 && line.prev != Hash::GENESIS => {
-                    return Err(bad(Problem::BadGenesis));
-                }
-                None => summary.anchored = record.seq == 1,
+                // The first record: the chain starts at seq 1 (from the genesis value), or
+                // exactly where the operator says it does.
+                None => match options.from_seq {
+                    Some(expected) if record.seq != expected => {
+                        return Err(bad(Problem::NotFromSeq {
+                            expected,
+                            first_seq: record.seq,
+                        }));
+                    }
+                    None if record.seq != 1 => {
+                        return Err(bad(Problem::Unanchored {
+                            first_seq: record.seq,
+                        }));
+                    }
+                    _ if record.seq == 1 && line.prev != Hash::GENESIS => {
+                        return Err(bad(Problem::BadGenesis));
+                    }
+                    _ => summary.anchored = record.seq == 1,
+                },
                 Some(p) if line.prev != p.hash => {
                     let before = if p.file == file_index {
                         format!("line {}", p.line)

@@ -32,6 +32,9 @@ enum Msg {
 /// What requests and the writer thread share.
 struct Shared {
     closing: AtomicBool,
+    /// Records given a place and not yet written (or given up on): in slots still held, in
+    /// the queue, or held by the writer. What a close that does not finish in time may lose.
+    unwritten: AtomicU64,
     /// Queue-full drops not yet written to the log as a `dropped` line.
     unlogged_drops: AtomicU64,
     metrics: Arc<Metrics>,
@@ -39,6 +42,9 @@ struct Shared {
 
 struct Inner {
     sender: mpsc::Sender<Msg>,
+    /// `Msg::Close` is in the queue (or the writer is gone). A `close()` abandoned while
+    /// waiting for a place for it (`close_within`) leaves this false for the next one.
+    close_sent: AtomicBool,
     on_full: OnFull,
     shared: Arc<Shared>,
     done: watch::Receiver<bool>,
@@ -90,6 +96,7 @@ impl Drop for AuditSlot {
     fn drop(&mut self) {
         if self.permit.take().is_some() {
             self.shared.metrics.audit.queue_depth().dec();
+            self.shared.unwritten.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -111,6 +118,7 @@ impl AuditLog {
         let (done_tx, done) = watch::channel(false);
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
+            unwritten: AtomicU64::new(0),
             unlogged_drops: AtomicU64::new(0),
             metrics,
         });
@@ -131,6 +139,7 @@ impl AuditLog {
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 sender,
+                close_sent: AtomicBool::new(false),
                 on_full: settings.on_full,
                 shared,
                 done,
@@ -166,6 +175,7 @@ impl AuditLog {
             return None;
         };
         metrics.queue_depth().inc();
+        shared.unwritten.fetch_add(1, Ordering::AcqRel);
         Some(AuditSlot {
             permit: Some(permit),
             shared: shared.clone(),
@@ -173,15 +183,39 @@ impl AuditLog {
     }
 
     /// Stop taking records, write everything queued (and every record of a slot still held),
-    /// seal, fsync, and return when the writer is done. Idempotent.
+    /// seal, fsync, and return when the writer is done. Idempotent; unbounded (a hung disk
+    /// keeps it waiting): see [`AuditLog::close_within`].
     pub async fn close(&self) {
-        if !self.inner.shared.closing.swap(true, Ordering::AcqRel) {
-            // Err: the writer is already gone.
-            let _ = self.inner.sender.send(Msg::Close).await;
+        let inner = &self.inner;
+        inner.shared.closing.store(true, Ordering::Release);
+        if !inner.close_sent.load(Ordering::Acquire) {
+            // Err: the writer is already gone. Two closes at once may both send it: the
+            // second `Close` finds the queue closed, or is read as a no-op.
+            let _ = inner.sender.send(Msg::Close).await;
+            inner.close_sent.store(true, Ordering::Release);
         }
-        let mut done = self.inner.done.clone();
+        let mut done = inner.done.clone();
         // Err: the writer thread ended without saying so; nothing left to wait for.
         let _ = done.wait_for(|done| *done).await;
+    }
+
+    /// [`AuditLog::close`], waiting at most `limit` (a write or fsync that hangs: a stuck
+    /// disk, an NFS server gone). `true` if the writer finished (the log is sealed and
+    /// fsynced); otherwise logs an error saying how many records may be lost, and returns
+    /// `false` — the writer thread goes on trying until the process exits, and a later
+    /// `close` or `close_within` waits for it again.
+    pub async fn close_within(&self, limit: Duration) -> bool {
+        if tokio::time::timeout(limit, self.close()).await.is_ok() {
+            return true;
+        }
+        let records = self.inner.shared.unwritten.load(Ordering::Acquire);
+        tracing::error!(
+            limit = ?limit,
+            records,
+            "audit: the writer did not finish within {limit:?} (a write or fsync hanging?): \
+             {records} record(s) not yet written may be lost, and the log is not sealed"
+        );
+        false
     }
 }
 
@@ -280,7 +314,12 @@ impl Worker {
             self.lost = 0;
         }
         let (done, result) = self.appender.append(&self.held);
-        self.held.drain(..done.min(self.held.len()));
+        let written = self
+            .held
+            .drain(..done.min(self.held.len()))
+            .filter(|held| matches!(held, Held::Record(_)))
+            .count() as u64;
+        self.shared.unwritten.fetch_sub(written, Ordering::AcqRel);
         result
     }
 
@@ -306,6 +345,7 @@ impl Worker {
             }
         }
         self.lost += records;
+        self.shared.unwritten.fetch_sub(records, Ordering::AcqRel);
         self.gave_up = true;
         self.shared.metrics.audit.dropped_on_write_error(records);
         tracing::error!(error = %error, records,

@@ -186,8 +186,18 @@ async fn a_partial_last_line_is_moved_aside_and_the_chain_continues_from_the_lin
         matches!(&err, VerifyError::Bad { path, line: 5, problem: Problem::Truncated } if *path == aside),
         "{err}"
     );
-    // The current file alone verifies; its link to the earlier file is not checked.
-    let alone = verify(std::slice::from_ref(&s.path), None).unwrap();
+    // The current file alone starts at seq 5: an error, unless the operator says the chain
+    // starts there; then its link to the earlier file is not checked.
+    let err = verify(std::slice::from_ref(&s.path), None).unwrap_err();
+    assert!(
+        matches!(&err, VerifyError::Bad { path, line: 1, problem: Problem::Unanchored { first_seq: 5 } } if *path == s.path),
+        "{err}"
+    );
+    let from_5 = VerifyOptions {
+        key: None,
+        from_seq: Some(5),
+    };
+    let alone = verify_with(std::slice::from_ref(&s.path), &from_5).unwrap();
     assert!(!alone.anchored);
     assert_eq!(alone.unclean_starts, 1);
     // Without the partial line the two files are one chain.
@@ -273,9 +283,67 @@ async fn old_rotated_files_beyond_max_files_are_deleted() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
-    let summary = verify(&names, None).unwrap();
+    // Without the deleted files the chain does not start at seq 1: an error by default...
+    let err = verify(&names, None).unwrap_err();
+    let VerifyError::Bad {
+        path,
+        line: 1,
+        problem: Problem::Unanchored { first_seq },
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    let oldest = names.iter().min().unwrap();
+    assert_eq!(path, oldest);
+    assert!(*first_seq > 1);
+    // ...and verified from where the operator says the kept files start.
+    let options = |from_seq| VerifyOptions {
+        key: None,
+        from_seq: Some(from_seq),
+    };
+    let summary = verify_with(&names, &options(*first_seq)).unwrap();
     assert!(!summary.anchored);
-    assert!(summary.warnings()[0].contains("was not checked"));
+    assert_eq!(summary.first_seq, Some(*first_seq));
+    assert!(
+        summary.warnings()[0].contains("(--from-seq): records before it"),
+        "{:?}",
+        summary.warnings()
+    );
+    // Expecting an earlier start names the records missing; a later one is wrong too.
+    let err = verify_with(&names, &options(first_seq - 3)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            VerifyError::Bad {
+                line: 1,
+                problem: Problem::NotFromSeq { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().ends_with(&format!(
+            "the chain starts at seq {first_seq}, not at seq {} (--from-seq): records {}..{} \
+             are missing (removed, or in files not given)",
+            first_seq - 3,
+            first_seq - 3,
+            first_seq - 1
+        )),
+        "{err}"
+    );
+    let err = verify_with(&names, &options(first_seq + 1)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            VerifyError::Bad {
+                line: 1,
+                problem: Problem::NotFromSeq { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -387,6 +455,7 @@ fn a_failed_write_is_cut_back_and_the_chain_stays_whole() {
     let (done, result) = appender.append(&two);
     assert_eq!(done, 2);
     result.unwrap();
+    drop(appender); // and its lock file with it
     let mut files: Vec<PathBuf> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -420,4 +489,87 @@ fn bad_settings_fail_at_open() {
     s.path = blocker.join("audit.jsonl");
     let err = AuditLog::open(s, metrics()).unwrap_err();
     assert!(matches!(err, AuditError::Io { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_set_ending_with_a_rotation_seal_is_not_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.max_file_bytes = 2000;
+    let log = AuditLog::open(s.clone(), metrics()).unwrap();
+    write(&log, 0..30).await;
+    log.close().await;
+    let mut names: Vec<PathBuf> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3, "{names:?}");
+    // The current file (and the newest rotated one) deleted.
+    fs::remove_file(names.pop().unwrap()).unwrap();
+    fs::remove_file(names.pop().unwrap()).unwrap();
+    let summary = verify(&names, None).unwrap();
+    assert_eq!(summary.sealed, Sealed::Rotated);
+    assert!(
+        summary.warnings().iter().any(|w| w
+            == "the last file ends with a rotation seal: the files after it are missing, or \
+                were not given"),
+        "{:?}",
+        summary.warnings()
+    );
+    assert!(
+        !summary.headline().contains("sealed"),
+        "{}",
+        summary.headline()
+    );
+}
+
+#[tokio::test]
+async fn a_second_writer_on_the_same_path_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    let first = AuditLog::open(s.clone(), metrics()).unwrap();
+    let err = AuditLog::open(s.clone(), metrics()).unwrap_err();
+    let lock = dir.path().join("audit.jsonl.lock");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "audit.path {} is in use by another process (lock file {})",
+            s.path.display(),
+            lock.display()
+        )
+    );
+    write(&first, 0..2).await;
+    first.close().await;
+    // The refused open wrote nothing: one start, two requests, one seal.
+    assert_eq!(lines(&s.path).len(), 4);
+    let second = AuditLog::open(s.clone(), metrics()).unwrap();
+    write(&second, 2..3).await;
+    second.close().await;
+    let summary = verify(std::slice::from_ref(&s.path), None).unwrap();
+    assert_eq!((summary.requests, summary.unclean_starts), (3, 0));
+}
+
+#[tokio::test]
+async fn close_within_gives_up_waiting_and_a_later_close_still_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.queue = 1;
+    let log = AuditLog::open(s.clone(), metrics()).unwrap();
+    // A slot still held keeps the writer from finishing, as a hung write would; with a queue
+    // of one, close cannot even queue its message.
+    let slot = log.reserve().await.unwrap();
+    assert!(!log.close_within(Duration::from_millis(50)).await);
+    assert!(log.reserve().await.is_none(), "closing: no more places");
+    slot.write(record(0));
+    assert!(log.close_within(Duration::from_secs(10)).await);
+    let got = lines(&s.path);
+    let kinds: Vec<String> = got.iter().map(|l| kind(l)).collect();
+    assert_eq!(kinds, ["start", "request", "seal"]);
+    assert!(
+        log.close_within(Duration::from_millis(1)).await,
+        "idempotent"
+    );
+    let summary = verify(std::slice::from_ref(&s.path), None).unwrap();
+    assert_eq!(summary.sealed, Sealed::Closed);
 }

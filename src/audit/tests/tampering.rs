@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{lines, metrics, settings, write};
-use crate::audit::{verify, AuditLog, Problem, Sealed, VerifyError};
+use crate::audit::{verify, verify_with, AuditLog, Problem, Sealed, VerifyError, VerifyOptions};
 
 #[tokio::test]
 async fn a_keyed_chain_verifies_only_with_its_key() {
@@ -129,4 +129,117 @@ async fn each_kind_of_tampering_names_the_first_bad_line() {
     let summary = verify(std::slice::from_ref(&path), None).unwrap();
     assert_eq!(summary.sealed, Sealed::No);
     assert!(summary.warnings()[0].starts_with("not sealed"));
+}
+
+#[tokio::test]
+async fn lines_cut_from_the_top_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, good) = five_requests(dir.path()).await;
+    // Lines 1..=4 (seq 1..=4) removed: what is left is still a chain, from seq 5.
+    let (line, problem) = tampered(&path, &good[4..]);
+    assert_eq!(line, 1);
+    assert_eq!(problem, Problem::Unanchored { first_seq: 5 });
+    let err = verify(std::slice::from_ref(&path), None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:1: the chain starts at seq 5: earlier records are missing (removed, or in \
+             files not given)",
+            path.display()
+        )
+    );
+    // Told where the chain should start, it verifies from there (seq 5's prev unchecked)...
+    let options = |from_seq| VerifyOptions {
+        key: None,
+        from_seq: Some(from_seq),
+    };
+    let summary = verify_with(std::slice::from_ref(&path), &options(5)).unwrap();
+    assert_eq!((summary.first_seq, summary.anchored), (Some(5), false));
+    // ...but only from exactly there.
+    let err = verify_with(std::slice::from_ref(&path), &options(4)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Bad {
+                line: 1,
+                problem: Problem::NotFromSeq {
+                    expected: 4,
+                    first_seq: 5
+                },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The whole file from seq 1 is what --from-seq 1 (the default) expects.
+    tampered_ok(&path, &good);
+    assert!(verify_with(std::slice::from_ref(&path), &options(1)).is_ok());
+    assert!(verify_with(std::slice::from_ref(&path), &options(2)).is_err());
+    // Cutting the top of a keyed log is caught the same way.
+    let keyed = tempfile::tempdir().unwrap();
+    let mut s = settings(keyed.path());
+    s.key = Some(b"k1".to_vec());
+    let log = AuditLog::open(s.clone(), metrics()).unwrap();
+    write(&log, 0..3).await;
+    log.close().await;
+    let text: String = lines(&s.path)[2..]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&s.path, text).unwrap();
+    let err = verify(std::slice::from_ref(&s.path), Some(b"k1")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Bad {
+                line: 1,
+                problem: Problem::Unanchored { first_seq: 3 },
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+fn tampered_ok(path: &Path, lines: &[String]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    fs::write(path, text).unwrap();
+}
+
+#[tokio::test]
+async fn crlf_line_endings_are_not_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, good) = five_requests(dir.path()).await;
+    let text: String = good.iter().map(|l| format!("{l}\r\n")).collect();
+    fs::write(&path, text).unwrap();
+    let err = verify(std::slice::from_ref(&path), None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Bad {
+                line: 1,
+                problem: Problem::CarriageReturn,
+                ..
+            }
+        ),
+        "CRLF accepted: {err:?}"
+    );
+    assert!(err.to_string().contains("ends in CR LF"), "{err}");
+    // One line converted is enough.
+    let mut one = good.join("\n") + "\n";
+    let at = one.match_indices('\n').nth(2).unwrap().0;
+    one.insert(at, '\r');
+    fs::write(&path, one).unwrap();
+    let err = verify(std::slice::from_ref(&path), None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Bad {
+                line: 3,
+                problem: Problem::CarriageReturn,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
