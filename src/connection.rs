@@ -25,6 +25,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::clients::ClientCert;
 use crate::listener::Shutdown;
 use crate::metrics::{ClientConnectionError, ConnectionClose, Metrics};
 
@@ -95,11 +96,13 @@ impl Drop for InFlight {
     }
 }
 
-/// The connection's service: `S`, with every request counted.
+/// The connection's service: `S`, with every request counted (and, on a TLS connection
+/// with a client certificate, marked with its digest for `[[clients]]`).
 #[derive(Clone)]
 pub(crate) struct Counted<S> {
     inner: S,
     state: Arc<State>,
+    cert: Option<ClientCert>,
 }
 
 impl<S, B> hyper::service::Service<Request<hyper::body::Incoming>> for Counted<S>
@@ -110,7 +113,10 @@ where
     type Error = S::Error;
     type Future = CountedFuture<S::Future>;
 
-    fn call(&self, req: Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<hyper::body::Incoming>) -> Self::Future {
+        if let Some(cert) = self.cert {
+            req.extensions_mut().insert(cert);
+        }
         let in_flight = self.state.started();
         CountedFuture {
             inner: self.inner.call(req),
@@ -177,7 +183,11 @@ impl<B: Body> Body for Tracked<B> {
 }
 
 /// A new connection's counted service, and the state its driver watches.
-pub(crate) fn counted<S>(service: S, limits: ConnectionLimits) -> (Counted<S>, Watch) {
+pub(crate) fn counted<S>(
+    service: S,
+    limits: ConnectionLimits,
+    cert: Option<ClientCert>,
+) -> (Counted<S>, Watch) {
     let state = Arc::new(State {
         served: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
@@ -191,6 +201,7 @@ pub(crate) fn counted<S>(service: S, limits: ConnectionLimits) -> (Counted<S>, W
         Counted {
             inner: service,
             state: state.clone(),
+            cert,
         },
         Watch { state, limits },
     )

@@ -12,6 +12,7 @@ use http::HeaderValue;
 use crate::affinity::{AffinityError, AffinitySettings, AffinityTable, StoreSettings};
 use crate::audit::AuditLog;
 use crate::classify::{Class, Classifier, RouteId};
+use crate::clients::Clients;
 use crate::config::Config;
 use crate::metrics::{Metrics, RouteMetrics, RouteMetricsTable};
 use crate::policy::{MissingUpstream, Policy};
@@ -33,6 +34,8 @@ pub struct Gateway {
     pub audit: Option<AuditLog>,
     /// `x-switchyard-config`: the start of the config's SHA-256.
     pub config_header: HeaderValue,
+    /// `[[clients]]`: who may call, and how often; `None` lets anyone call.
+    pub clients: Option<Clients>,
     /// Metric handles per (route, class), resolved on first use.
     routes: RouteMetricsTable,
 }
@@ -63,6 +66,10 @@ impl Gateway {
         let shadow = config.shadow.clone().map(Classifier::new);
         let policy = Policy::reusing(&config, &metrics, previous.map(|p| &p.policy))?;
         let routes = RouteMetricsTable::new(classifier.route_labels().count());
+        let clients = Clients::new(&config.clients, previous.and_then(|p| p.clients.as_ref()));
+        if let Some(clients) = &clients {
+            metrics.clients.known(clients.names());
+        }
         let digits = config
             .source
             .sha256
@@ -79,6 +86,7 @@ impl Gateway {
             affinity: previous.and_then(|p| p.affinity.clone()),
             audit: previous.and_then(|p| p.audit.clone()),
             config_header,
+            clients,
             routes,
         })
     }

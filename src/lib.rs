@@ -38,6 +38,7 @@ pub mod audit;
 pub mod certs;
 pub mod classify;
 pub mod cli;
+pub mod clients;
 pub mod config;
 mod connection;
 pub mod demo;

@@ -29,6 +29,9 @@ use tokio_rustls::TlsAcceptor;
 
 use prometheus::IntGauge;
 
+use sha2::{Digest, Sha256};
+
+use crate::clients::ClientCert;
 use crate::connection::{self, ConnectionLimits};
 use crate::metrics::{Metrics, TlsHandshakeError};
 
@@ -318,7 +321,7 @@ pub(crate) async fn accept_loop<S, B>(
                 let Some(tls) = tls.clone() else {
                     connections.spawn(async move {
                         let _open = open;
-                        let (service, watch) = connection::counted(service, limits);
+                        let (service, watch) = connection::counted(service, limits, None);
                         let conn = builders
                             .auto
                             .serve_connection_with_upgrades(TokioIo::new(stream), service);
@@ -337,10 +340,16 @@ pub(crate) async fn accept_loop<S, B>(
                         // Shutting down: a connection that never got to a request is dropped.
                         _ = stop_handshake.wait_for(|draining| draining.is_some()) => return,
                     };
-                    let alpn = stream.get_ref().1.alpn_protocol();
+                    let session = stream.get_ref().1;
+                    let alpn = session.alpn_protocol();
+                    // The client certificate's digest identifies a `[[clients]]` entry.
+                    let cert = session
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| ClientCert(Sha256::digest(leaf.as_ref()).into()));
                     let builder = builders.for_alpn(alpn);
                     let io = TokioIo::new(stream);
-                    let (service, watch) = connection::counted(service, limits);
+                    let (service, watch) = connection::counted(service, limits, cert);
                     if builder.is_http1_available() {
                         let conn = builder.serve_connection_with_upgrades(io, service);
                         connection::drive(conn, watch, stop, &metrics, name, peer).await;

@@ -38,6 +38,9 @@ use crate::runtime::Workers;
 /// retransmit (1 s), which the load harness's 10,000-stream test showed.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
+/// How long shutdown waits for the audit log to be written out, sealed and fsynced.
+const AUDIT_CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long an admin request in progress (a scrape) gets to finish once the drain is over.
 const ADMIN_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -110,7 +113,8 @@ impl ServerHandle {
         while self.tasks.join_next().await.is_some() {}
         self.workers.wait().await;
         if let Some(audit) = &gateway.audit {
-            audit.close().await;
+            // A hung disk must not hold the exit forever; close_within logs what may be lost.
+            audit.close_within(AUDIT_CLOSE_LIMIT).await;
         }
         tracing::info!("drained");
         // Scrapes and probes were answered throughout; now the admin listener goes too.

@@ -13,7 +13,7 @@ mod rules;
 mod upstream;
 mod validate;
 
-pub use operations::{sha256_hex, Audit, AuditKey, AuditOnFull, Reload};
+pub use operations::{parse_sha256, sha256_hex, Audit, AuditKey, AuditOnFull, Reload};
 pub use upstream::bedrock_endpoint;
 
 #[cfg(test)]
@@ -60,6 +60,28 @@ pub struct Config {
     pub shadow: Option<ClassifierSettings>,
     /// Where this config came from and its SHA-256.
     pub source: Source,
+    /// `[[clients]]`: when any is defined, every request must come from one of them.
+    pub clients: Vec<Client>,
+}
+
+/// One `[[clients]]` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Client {
+    /// A metric label: `[a-z0-9_-]`, 1-64 bytes.
+    pub name: String,
+    /// SHA-256 of its API key (sent as `Authorization: Bearer`, `x-api-key` or `api-key`).
+    pub api_key_sha256: Option<[u8; 32]>,
+    /// SHA-256 of its TLS client certificate (DER), on a listener with `client_ca`.
+    pub cert_sha256: Option<[u8; 32]>,
+    /// Token bucket: sustained requests per second and burst; `None` is unlimited.
+    pub rate: Option<Rate>,
+}
+
+/// A token bucket's refill rate and size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: u32,
 }
 
 /// The file a config was read from (if any) and the SHA-256 of its bytes, which names the

@@ -60,6 +60,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// 64 hex digits as the 32 bytes of a SHA-256 digest.
+pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -205,4 +218,122 @@ pub(super) fn upstream_fingerprint(raw: &RawUpstream, global: &RawTimeouts) -> [
         }
     }
     hash.finalize().into()
+}
+
+pub(super) fn clients(
+    raw: &[super::raw::RawClient],
+    upstreams: &[super::Upstream],
+) -> Result<Vec<super::Client>, ConfigError> {
+    let mut out: Vec<super::Client> = Vec::with_capacity(raw.len());
+    for (i, c) in raw.iter().enumerate() {
+        let key = |k: &str| format!("clients[{i}].{k}");
+        let name_ok = !c.name.is_empty()
+            && c.name.len() <= 64
+            && c.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            && c.name != "unknown";
+        if !name_ok {
+            return Err(invalid(
+                &key("name"),
+                &quote(&c.name),
+                "a client name is 1-64 lowercase letters, digits, '_' or '-' (and not \"unknown\"); it becomes a metric label",
+            ));
+        }
+        if out.iter().any(|o| o.name == c.name) {
+            return Err(invalid(
+                &key("name"),
+                &quote(&c.name),
+                "is already used by another client",
+            ));
+        }
+        let digest = |k: &str, v: &Option<String>| -> Result<Option<[u8; 32]>, ConfigError> {
+            v.as_deref()
+                .map(|text| {
+                    parse_sha256(text).ok_or_else(|| {
+                        invalid(
+                            &key(k),
+                            &quote(text),
+                            "must be 64 hex digits: the SHA-256 of the secret, e.g. `printf %s \"$KEY\" | sha256sum`",
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let api_key_sha256 = digest("api_key_sha256", &c.api_key_sha256)?;
+        let cert_sha256 = digest("cert_sha256", &c.cert_sha256)?;
+        if api_key_sha256.is_none() && cert_sha256.is_none() {
+            return Err(invalid(
+                &key("name"),
+                &quote(&c.name),
+                "set api_key_sha256 or cert_sha256 (or both): how this client proves who it is",
+            ));
+        }
+        for (k, d) in [
+            ("api_key_sha256", api_key_sha256),
+            ("cert_sha256", cert_sha256),
+        ] {
+            let taken = out
+                .iter()
+                .any(|o| d.is_some() && (o.api_key_sha256 == d || o.cert_sha256 == d));
+            if taken {
+                return Err(invalid(
+                    &key(k),
+                    "(digest)",
+                    "is already another client's: each secret names one client",
+                ));
+            }
+        }
+        let rate = match (c.rate_per_second, c.burst) {
+            (None, None) => None,
+            (Some(per_second), burst) => {
+                if !(per_second.is_finite() && per_second > 0.0 && per_second <= 1_000_000.0) {
+                    return Err(invalid(
+                        &key("rate_per_second"),
+                        &per_second.to_string(),
+                        "must be a number of requests per second above 0, at most 1000000",
+                    ));
+                }
+                let burst = match burst {
+                    None => (per_second.ceil() as u32).max(1),
+                    Some(b) => u32::try_from(b)
+                        .ok()
+                        .filter(|b| (1..=1_000_000).contains(b))
+                        .ok_or_else(|| {
+                            invalid(
+                                &key("burst"),
+                                &b.to_string(),
+                                "must be a whole number of requests from 1 to 1000000",
+                            )
+                        })?,
+                };
+                Some(super::Rate { per_second, burst })
+            }
+            (None, Some(b)) => {
+                return Err(invalid(
+                    &key("burst"),
+                    &b.to_string(),
+                    "applies with rate_per_second",
+                ))
+            }
+        };
+        out.push(super::Client {
+            name: c.name.clone(),
+            api_key_sha256,
+            cert_sha256,
+            rate,
+        });
+    }
+    // A gateway API key arrives in a credential header; forwarding client credentials would
+    // hand it to a provider.
+    if out.iter().any(|c| c.api_key_sha256.is_some()) {
+        if let Some(u) = upstreams.iter().find(|u| u.forward_client_credentials) {
+            return Err(invalid(
+                &format!("upstreams.{}.forward_client_credentials", u.name),
+                "true",
+                "clients authenticate with gateway API keys ([[clients]] api_key_sha256), which must never reach a provider: give this upstream its own credentials (api_key, bearer_token, auth) or set forward_client_credentials = false",
+            ));
+        }
+    }
+    Ok(out)
 }

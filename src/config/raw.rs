@@ -34,6 +34,8 @@ pub(super) struct RawConfig {
     pub reload: RawReload,
     pub audit: Option<RawAudit>,
     pub shadow: Option<RawShadow>,
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,4 +260,15 @@ pub(super) struct RawShadow {
     pub disable: Vec<String>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+}
+
+/// One `[[clients]]` entry: a caller of the gateway, how it proves who it is, its rate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClient {
+    pub name: String,
+    pub api_key_sha256: Option<String>,
+    pub cert_sha256: Option<String>,
+    pub rate_per_second: Option<f64>,
+    pub burst: Option<i64>,
 }

@@ -74,12 +74,14 @@ pub(super) fn validate(
     let accounting = super::affinity::accounting(&raw.accounting);
     let reload = operations::reload(&raw.reload)?;
     let audit = operations::audit(raw.audit.as_ref(), lookup)?;
+    let clients = operations::clients(&raw.clients, &upstreams)?;
     let shadow = raw
         .shadow
         .as_ref()
         .map(|s| super::rules::shadow(s, &server.base_path))
         .transpose()?;
     Ok(Config {
+        clients,
         reload,
         audit,
         shadow,

@@ -13,6 +13,7 @@ use crate::classify::Class;
 
 mod affinity;
 mod audit;
+mod clients;
 mod config;
 mod connections;
 mod pool;
@@ -22,6 +23,7 @@ mod websocket;
 
 pub use affinity::AffinityMetrics;
 pub use audit::AuditMetrics;
+pub use clients::{ClientMetrics, ClientResult, UNKNOWN_CLIENT};
 pub use config::{ConfigMetrics, ReloadResult};
 pub use connections::{ClientConnectionError, ConnectionClose, ConnectionMetrics};
 pub use pool::{EndpointMetrics, PoolMetrics, RetryReason};
@@ -63,10 +65,14 @@ pub enum Rejection {
     AffinityEndpointDown,
     /// The audit trail could not take the request's record in time (`on_full = "block"`).
     AuditUnavailable,
+    /// `[[clients]]` is configured and the request named none of them (401).
+    Unauthenticated,
+    /// The client is over its `rate_per_second` (429).
+    RateLimited,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 15] = [
+    pub const ALL: [Rejection; 17] = [
         Rejection::Unclassifiable,
         Rejection::AmbiguousPath,
         Rejection::BodyTooLarge,
@@ -82,6 +88,8 @@ impl Rejection {
         Rejection::NoHealthyEndpoint,
         Rejection::AffinityEndpointDown,
         Rejection::AuditUnavailable,
+        Rejection::Unauthenticated,
+        Rejection::RateLimited,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -101,6 +109,8 @@ impl Rejection {
             Rejection::NoHealthyEndpoint => "no_healthy_endpoint",
             Rejection::AffinityEndpointDown => "affinity_endpoint_unavailable",
             Rejection::AuditUnavailable => "audit_unavailable",
+            Rejection::Unauthenticated => "unauthenticated",
+            Rejection::RateLimited => "rate_limited",
         }
     }
 }
@@ -218,6 +228,8 @@ pub struct Metrics {
     pub audit: AuditMetrics,
     /// Client connections: refused, closed by a limit, ended by a client error.
     pub connections: ConnectionMetrics,
+    /// Requests by gateway client.
+    pub clients: ClientMetrics,
 }
 
 impl Metrics {
@@ -329,7 +341,9 @@ impl Metrics {
         let config = ConfigMetrics::new(&registry)?;
         let audit = AuditMetrics::new(&registry)?;
         let connections = ConnectionMetrics::new(&registry)?;
+        let clients = ClientMetrics::new(&registry)?;
         Ok(Metrics {
+            clients,
             connections,
             config,
             audit,

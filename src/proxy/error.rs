@@ -37,6 +37,13 @@ pub enum ProxyError {
     UpstreamAuth(AuthError),
     #[error("the audit trail could not take this request's record within the request timeout (audit.on_full = \"block\" and its queue stayed full); the request was not sent")]
     AuditUnavailable,
+    #[error("this gateway requires a client API key (Authorization: Bearer, x-api-key or api-key) or a known client certificate")]
+    Unauthenticated,
+    #[error("client {client} is over its rate limit; retry after {} s", retry_after_secs(*.retry_after))]
+    RateLimited {
+        client: String,
+        retry_after: std::time::Duration,
+    },
     #[error("{}", pool_message(.upstream, *.class, .error, .holder.as_deref()))]
     Pool {
         upstream: String,
@@ -62,6 +69,11 @@ fn pool_message(upstream: &str, class: Class, error: &PickError, holder: Option<
             holder.unwrap_or("learned earlier")
         ),
     }
+}
+
+/// Whole seconds to wait, rounded up (at least 1), for `Retry-After`.
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 /// Body refusals say why they matter; a path refusal's reason already does.
@@ -105,6 +117,8 @@ impl ProxyError {
             ProxyError::Pool { .. } | ProxyError::AuditUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Upstream { error, .. } => match error {
                 UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::FirstByteTimeout { .. }
@@ -138,6 +152,8 @@ impl ProxyError {
             ProxyError::UpstreamPathAmbiguous { .. } => Rejection::AmbiguousPath,
             ProxyError::UpstreamAuth(_) => Rejection::UpstreamAuth,
             ProxyError::AuditUnavailable => Rejection::AuditUnavailable,
+            ProxyError::Unauthenticated => Rejection::Unauthenticated,
+            ProxyError::RateLimited { .. } => Rejection::RateLimited,
             ProxyError::Pool { error, .. } => match error {
                 PickError::NoneUsable { .. } => Rejection::NoHealthyEndpoint,
                 PickError::HolderDown { .. } => Rejection::AffinityEndpointDown,
@@ -207,11 +223,26 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let ProxyError::MethodNotAllowed(_) = self {
-            resp.headers_mut().insert(
-                header::ALLOW,
-                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
-            );
+        match self {
+            ProxyError::MethodNotAllowed(_) => {
+                resp.headers_mut().insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                );
+            }
+            ProxyError::Unauthenticated => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"switchyard\""),
+                );
+            }
+            ProxyError::RateLimited { retry_after, .. } => {
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(*retry_after)),
+                );
+            }
+            _ => {}
         }
         resp
     }

@@ -50,7 +50,9 @@ use self::record::{client_closed_status, Outcome, Pending, Record};
 use self::upgrade::{ClientUpgrade, Handshake};
 use self::watch::Watch;
 use crate::classify::{Classifier, Decision, Inspection, RouteId, Unclassifiable};
+use crate::clients::{ClientCert, Clients, Verdict};
 use crate::gateway::Gateway;
+use crate::metrics::{ClientResult, UNKNOWN_CLIENT};
 use crate::reload::Live;
 use crate::upstream::UpstreamClient;
 
@@ -124,6 +126,14 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         audit: None,
         request_bytes: None,
     });
+    // `[[clients]]`: who is calling, and whether it may now. The key is removed from the
+    // headers here; it never reaches a provider.
+    if let Some(clients) = &gw.clients {
+        if let Err(error) = admit(&gw, clients, &mut parts) {
+            linger(body, Unread::from(&parts.headers));
+            return refuse(&gw, pending, None, &error, &request_id);
+        }
+    }
     // With `[audit]`, a place in the writer's queue is taken before anything else, so that
     // the record is written without waiting when the request ends. `on_full = "block"` waits
     // here while the queue is full, at most until the request's deadline; "drop" goes on
@@ -222,6 +232,33 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         Err(error) => {
             drop(in_flight);
             refuse(&gw, pending, Some(&decision), &error, &request_id)
+        }
+    }
+}
+
+/// Identify the calling client and take a token from its bucket; refusals are counted per
+/// client (`unknown` when none was named).
+fn admit(gw: &Gateway, clients: &Clients, parts: &mut Parts) -> Result<(), ProxyError> {
+    let cert = parts.extensions.get::<ClientCert>().copied();
+    let metrics = &gw.metrics.clients;
+    match clients.check(&mut parts.headers, cert.as_ref()) {
+        Verdict::Allowed(client) => {
+            metrics.request(client, ClientResult::Allowed);
+            Ok(())
+        }
+        Verdict::Unauthenticated => {
+            metrics.request(UNKNOWN_CLIENT, ClientResult::Unauthenticated);
+            Err(ProxyError::Unauthenticated)
+        }
+        Verdict::RateLimited {
+            client,
+            retry_after,
+        } => {
+            metrics.request(client, ClientResult::RateLimited);
+            Err(ProxyError::RateLimited {
+                client: client.to_owned(),
+                retry_after,
+            })
         }
     }
 }
