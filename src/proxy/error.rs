@@ -17,6 +17,10 @@ pub enum ProxyError {
     MethodNotAllowed(Method),
     #[error("request target must be an absolute path such as /v1/chat/completions")]
     BadTarget,
+    #[error("{0}")]
+    BadHost(&'static str),
+    #[error("transfer-encoding {0:?} is not accepted: a request body may only be chunked, once")]
+    BadFraming(String),
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("request body exceeds the limit of {limit} bytes; its upload to upstream {upstream} was aborted")]
@@ -104,9 +108,11 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } | ProxyError::StreamedBodyTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            ProxyError::BadTarget | ProxyError::Unclassifiable(_) | ProxyError::ClientBody(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::BadTarget
+            | ProxyError::BadHost(_)
+            | ProxyError::BadFraming(_)
+            | ProxyError::Unclassifiable(_)
+            | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Adapt(AdaptError::Uri(_)) | ProxyError::UpstreamAuth(_) => {
                 StatusCode::BAD_GATEWAY
@@ -134,7 +140,9 @@ impl ProxyError {
     pub fn rejection(&self) -> Rejection {
         match self {
             ProxyError::MethodNotAllowed(_) => Rejection::MethodNotAllowed,
-            ProxyError::BadTarget => Rejection::BadRequest,
+            ProxyError::BadTarget | ProxyError::BadHost(_) | ProxyError::BadFraming(_) => {
+                Rejection::BadRequest
+            }
             ProxyError::BodyTooLarge { .. } | ProxyError::StreamedBodyTooLarge { .. } => {
                 Rejection::BodyTooLarge
             }
@@ -189,6 +197,8 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::Unclassifiable(u) => u.reason.code(),
+            ProxyError::BadHost(_) => "bad_host",
+            ProxyError::BadFraming(_) => "bad_framing",
             ProxyError::Adapt(AdaptError::ModelRequired { .. }) => "missing_model",
             ProxyError::Adapt(AdaptError::Ambiguous { .. }) => "duplicate_model",
             ProxyError::Adapt(AdaptError::DeploymentNotConfigured { .. }) => {
@@ -229,6 +239,11 @@ impl ProxyError {
                     header::ALLOW,
                     HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
                 );
+            }
+            ProxyError::BadFraming(_) => {
+                // The body's framing is in doubt: nothing more is read from this connection.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ProxyError::Unauthenticated => {
                 resp.headers_mut().insert(

@@ -109,6 +109,8 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
     let (mut parts, body) = req.into_parts();
     // The client's connection upgrade (WebSocket) leaves the request before it is rebuilt.
     let client_upgrade = ClientUpgrade::take(&mut parts);
+    // Checked before the hop-by-hop headers (transfer-encoding among them) go.
+    let framing = framing_error(&parts.headers);
     // Hop-by-hop headers never reach the upstream, so they must not decide the class either:
     // a marker named in `Connection` would be classified here and missing there.
     strip_hop_by_hop(&mut parts.headers, Upgrade::Keep);
@@ -126,6 +128,9 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
         audit: None,
         request_bytes: None,
     });
+    if let Some(error) = framing {
+        return refuse(&gw, pending, None, &error, &request_id);
+    }
     // `[[clients]]`: who is calling, and whether it may now. The key is removed from the
     // headers here; it never reaches a provider.
     if let Some(clients) = &gw.clients {
@@ -282,12 +287,24 @@ async fn classify(
             error: ProxyError::MethodNotAllowed(parts.method.clone()),
         }));
     }
-    if !parts.uri.path().starts_with('/') {
-        // Asterisk-form (`OPTIONS *`) and other non-path targets.
+    // Asterisk-form (`OPTIONS *`) and other non-path targets; and on HTTP/1.x the
+    // absolute form (`GET http://elsewhere/v1/models`), which only a forward proxy takes:
+    // a client that sends it may mean another host, and the gateway is not an open proxy.
+    // (HTTP/2 requests always carry scheme and authority as pseudo-headers.)
+    let absolute = parts.version < http::Version::HTTP_2
+        && (parts.uri.scheme().is_some() || parts.uri.authority().is_some());
+    if !parts.uri.path().starts_with('/') || absolute {
         linger(body, Unread::from(&parts.headers));
         return Err(Box::new(Refusal {
             route: RouteId::OTHER,
             error: ProxyError::BadTarget,
+        }));
+    }
+    if let Some(problem) = host_problem(parts) {
+        linger(body, Unread::from(&parts.headers));
+        return Err(Box::new(Refusal {
+            route: RouteId::OTHER,
+            error: ProxyError::BadHost(problem),
         }));
     }
     let limit = gw.config.limits.max_body_bytes;
@@ -670,6 +687,51 @@ fn is_miscased_standard_method(method: &Method) -> bool {
         && STANDARD
             .iter()
             .any(|m| m.as_str().eq_ignore_ascii_case(name))
+}
+
+/// A request body may be chunked, once, and nothing else: hyper already refuses a coding it
+/// cannot decode last, but lets `gzip, chunked`, `chunked, chunked` or two
+/// `transfer-encoding` lines through, and the upstream would then get a body whose coding
+/// was silently dropped. (`content-length` with `transfer-encoding` never gets here: hyper
+/// frames such a request by the transfer coding alone and closes the connection after it, as
+/// RFC 9112 section 6.1 allows.)
+fn framing_error(headers: &HeaderMap) -> Option<ProxyError> {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    codings.peek()?;
+    let mut seen = String::new();
+    let mut count = 0;
+    for value in codings {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        for coding in text.split(',') {
+            count += 1;
+            if !seen.is_empty() {
+                seen.push_str(", ");
+            }
+            seen.push_str(coding.trim());
+        }
+    }
+    let plain = count == 1 && seen.eq_ignore_ascii_case("chunked");
+    (!plain).then_some(ProxyError::BadFraming(seen))
+}
+
+/// What is wrong with the request's `Host`, if anything: HTTP/1.1 needs exactly one; no
+/// version may repeat it; it must be a plain `host[:port]` (no user info, no path, no list).
+/// The gateway never routes by it, but an upstream or a log might read it.
+fn host_problem(parts: &Parts) -> Option<&'static str> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let Some(host) = hosts.next() else {
+        return (parts.version == http::Version::HTTP_11)
+            .then_some("an HTTP/1.1 request needs a Host header");
+    };
+    if hosts.next().is_some() {
+        return Some("a request may carry one Host header");
+    }
+    let valid = host
+        .to_str()
+        .ok()
+        .filter(|h| !h.is_empty() && !h.contains('@'))
+        .is_some_and(|h| h.parse::<http::uri::Authority>().is_ok());
+    (!valid).then_some("the Host header must be host or host:port")
 }
 
 /// The `content-length` the client declared, if it is one well-formed number.
