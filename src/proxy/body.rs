@@ -271,6 +271,9 @@ pin_project! {
         watch: Option<Box<Watch>>,
         // A frame held until a shared affinity store has the id it carries.
         held: Option<(Frame<Bytes>, Hold)>,
+        // An error that came before the first body byte, handed to hyper one poll later (see
+        // `poll_frame`).
+        deferred: Option<BoxError>,
     }
 
     impl PinnedDrop for ObservedBody {
@@ -324,6 +327,7 @@ impl ObservedBody {
             in_flight,
             watch,
             held: None,
+            deferred: None,
         }
     }
 }
@@ -337,6 +341,9 @@ impl Body for ObservedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
+        if let Some(error) = this.deferred.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
         if this.record.is_none() {
             // Already ended (end of stream, error or timeout).
             return Poll::Ready(None);
@@ -397,6 +404,16 @@ impl Body for ObservedBody {
                     outcome,
                     *this.bytes,
                 );
+                if *this.bytes == 0 {
+                    // The upstream broke off right after its head. An error on hyper's first
+                    // poll of the body makes its HTTP/1.1 server drop the connection with the
+                    // response head still unwritten, and the client would get no answer at
+                    // all. One `Pending` first lets hyper write the head; the error then cuts
+                    // the response, as any error after the head does.
+                    *this.deferred = Some(Box::new(e));
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 Poll::Ready(Some(Err(Box::new(e))))
             }
             Poll::Ready(None) => {

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod client;
+pub mod faults;
 pub mod logs;
 pub mod metrics;
 pub mod pool;
