@@ -380,8 +380,9 @@ async fn classify(
 }
 
 /// Read a whole request body into one buffer: at most `limit` bytes, each frame within
-/// `idle` of the last, all of it by `deadline`. Sized from `content-length` when declared, so
-/// the body is copied once; a body that arrives as a single frame is not copied at all.
+/// `idle` of the last, all of it by `deadline`. Sized from `content-length` when declared (up
+/// to [`READ_AHEAD`]), so a body up to 1 MiB is copied once; a body that arrives as a single
+/// frame is not copied at all.
 async fn read_body(
     body: &mut Incoming,
     limit: u64,
@@ -389,7 +390,9 @@ async fn read_body(
     idle: Duration,
     deadline: Instant,
 ) -> Result<Bytes, ProxyError> {
-    let capacity = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
+    // At most READ_AHEAD up front: a declared 32 MiB that arrives a byte at a time (a slow
+    // POST) must not reserve 32 MiB per connection; larger bodies grow as they arrive.
+    let capacity = usize::try_from(declared.unwrap_or(0).min(limit).min(READ_AHEAD)).unwrap_or(0);
     let mut buf = BytesMut::with_capacity(capacity);
     loop {
         let wait = deadline.min(Instant::now() + idle);
@@ -412,6 +415,9 @@ async fn read_body(
     }
     Ok(buf.freeze())
 }
+
+/// The most buffer reserved for a body before its bytes arrive.
+const READ_AHEAD: u64 = 1024 * 1024;
 
 /// How much of a refused request's body is read and discarded, at most.
 const LINGER_BYTES: u64 = 1024 * 1024;

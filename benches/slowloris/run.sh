@@ -1,0 +1,596 @@
+#!/usr/bin/env bash
+# Hostile idle and slow clients (issue #7, item 7): does legitimate traffic keep its latency,
+# and the gateway its memory, while thousands of connections try to waste it?
+#
+#   bash benches/slowloris/run.sh
+#
+# Starts the load harness's fast mock upstream (examples/load_upstream.rs) and a large-response
+# upstream (`examples/slowloris.rs upstream`: 1 MiB SSE answers, for slow readers). Then, for
+# each attack kind, a fresh gateway (release build, config/reference.toml's limits and timeouts
+# with header_read_timeout shortened to 10 s so that it fires within the run, plus
+# SLOWLORIS_CONFIG_EXTRA) and:
+#
+# 1. baseline: legitimate traffic alone at a fixed rate (`examples/load_client.rs rate`: open
+#    loop, coordinated omission corrected; 2,000 req/s of 1.2 KB chat requests, 5 s);
+# 2. 10,000 hostile connections of the kind (`examples/slowloris.rs attack`), reopened 1 s after
+#    the gateway closes them (as slowhttptest does), while the legitimate rate runs 5 s more:
+#      idle       connects, sends nothing
+#      slowloris  a request head that never ends, one byte every 5 s
+#      slowpost   a complete head (content-length 32 MiB, the body limit), one body byte every 5 s
+#      slowread   a streaming request for 1 MiB, 4 KiB receive buffer, reads 64 bytes every 5 s
+#      h2idle     the HTTP/2 preface and SETTINGS, then nothing (SETTINGS and PING acknowledged)
+#      mixed      all of the above plus keepalive (one complete request, then an idle keep-alive
+#                 connection), 10,000 in all
+# 3. held: once the gateway is quiet again (under 0.2 of a core), the legitimate rate for 10 s:
+#    p50 / p99 / p99.9 and the p99 over the phase's baseline;
+# 4. the attackers leave.
+# Throughout: the gateway's RSS (fresh, held, sampled peak, after), virtual size, open files,
+# client connections (switchyard_worker_connections), CPU, what it logged; which hostile
+# connections it closed, after how long and with what; and the CPU other processes used, since
+# p99 on a shared 2-core machine is noisy.
+#
+# File descriptors: the soft limit is raised to the hard one. Each hostile connection costs the
+# gateway one descriptor, and a slow reader two (its upstream HTTP/1.1 connection stays busy
+# while it reads); a phase is cut down to what fits the limit (with 1,024 spare) and says so.
+#
+# Beware on a shared machine: 9,500 slow readers push the kernel's TCP buffer memory to its
+# hard limit (net.ipv4.tcp_mem) for a few seconds, which drops loopback packets for every
+# process on the machine, not only these.
+#
+# Loopback only; about 3 minutes after the build on a 2-core machine. Needs jq and curl
+# (installed from the OS packages if missing, with root or passwordless sudo). Builds the
+# gateway and the three examples in release mode unless LOAD_SKIP_BUILD=1, and stops
+# everything it started on exit, even on failure. Results: target/slowloris/results.md and
+# target/slowloris/results.json; the last generated config and the logs under target/slowloris/.
+#
+# Knobs (environment):
+#   SLOWLORIS_CONNECTIONS      hostile connections per phase (default 10000)
+#   SLOWLORIS_KINDS            phases, in order (default "idle slowloris slowpost slowread h2idle
+#                              mixed"; also "keepalive")
+#   SLOWLORIS_MIXED            the modes of "mixed" (default
+#                              "idle,slowloris,slowpost,slowread,keepalive,h2idle")
+#   SLOWLORIS_RATE             legitimate requests/s (default 2000)
+#   SLOWLORIS_DURATION         seconds of legitimate traffic with the attack held (default 10)
+#   SLOWLORIS_BASELINE         seconds of each phase's baseline (default 5)
+#   SLOWLORIS_OPENING          seconds of legitimate traffic measured while an attack opens
+#                              (default 5)
+#   SLOWLORIS_RATE_CONNECTIONS keep-alive connections of the legitimate client (default 32)
+#   SLOWLORIS_INTERVAL         seconds between a slow client's bytes (default 5)
+#   SLOWLORIS_RECONNECT_DELAY  seconds before a closed hostile connection is reopened (default
+#                              1; doubles up to 16 s while the gateway refuses them at once)
+#   SLOWLORIS_HEADER_TIMEOUT   limits.header_read_timeout (default "10s")
+#   SLOWLORIS_POST_LENGTH      content-length of a slow POST (default 33554432 = max_body_bytes)
+#   SLOWLORIS_SLOWREAD_BYTES   size of a slow reader's response (default 1048576)
+#   SLOWLORIS_SLOWREAD_H2      true: the large-response upstream is h2c (default false)
+#   SLOWLORIS_ATTACKER_NICE    nice level of the attacking process (default 10: it shares the
+#                              machine; the point is the gateway, not a CPU race)
+#   SLOWLORIS_CONFIG_EXTRA     TOML merged into the gateway's config: keys of a table that
+#                              already exists ([server], [limits], [timeouts], …) replace or join
+#                              its keys, new tables are appended. E.g.
+#                              SLOWLORIS_CONFIG_EXTRA=$'[limits]\nmax_connections = 5000'
+#   LOAD_SKIP_BUILD=1          use the release binaries already built
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+OUT=$ROOT/target/slowloris
+N=${SLOWLORIS_CONNECTIONS:-10000}
+KINDS=${SLOWLORIS_KINDS:-idle slowloris slowpost slowread h2idle mixed}
+MIXED=${SLOWLORIS_MIXED:-idle,slowloris,slowpost,slowread,keepalive,h2idle}
+RATE=${SLOWLORIS_RATE:-2000}
+DURATION=${SLOWLORIS_DURATION:-10}
+RATE_CONNS=${SLOWLORIS_RATE_CONNECTIONS:-32}
+INTERVAL=${SLOWLORIS_INTERVAL:-5}
+RECONNECT_DELAY=${SLOWLORIS_RECONNECT_DELAY:-1}
+HEADER_TIMEOUT=${SLOWLORIS_HEADER_TIMEOUT:-10s}
+POST_LENGTH=${SLOWLORIS_POST_LENGTH:-33554432}
+SLOWREAD_BYTES=${SLOWLORIS_SLOWREAD_BYTES:-1048576}
+SLOWREAD_H2=${SLOWLORIS_SLOWREAD_H2:-false}
+NICE=${SLOWLORIS_ATTACKER_NICE:-10}
+EXTRA=${SLOWLORIS_CONFIG_EXTRA:-}
+OPENING=${SLOWLORIS_OPENING:-5}
+BASE_SECONDS=${SLOWLORIS_BASELINE:-5}
+OPEN_TIMEOUT=30
+SETTLE=1
+SETTLE_MAX=30
+FD_SPARE=1024
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-slowloris.XXXXXX")
+PIDS=()
+T0=$(date +%s)
+START=$T0
+
+log() { printf '[slowloris +%ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    mkdir -p "$OUT/logs"
+    cp "$WORK"/*.log "$OUT/logs/" 2>/dev/null || true
+    cp "$WORK"/switchyard.toml "$OUT/" 2>/dev/null || true
+    cp "$WORK"/attack-*.out "$OUT/logs/" 2>/dev/null || true
+    rm -rf "$WORK"
+    if [ "$rc" -ne 0 ]; then log "failed (exit $rc); process logs kept in $OUT/logs"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- tools ------------------------------------------------------------------------------
+
+missing=()
+command -v jq >/dev/null || missing+=(jq)
+command -v curl >/dev/null || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
+    SUDO=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if sudo -n true 2>/dev/null; then SUDO=(sudo -n); else SUDO=(none); fi
+    fi
+    if [ "${SUDO[0]:-}" = none ] || ! command -v apt-get >/dev/null; then
+        log "error: ${missing[*]} missing and not installable (need apt-get as root or passwordless sudo)"; exit 1
+    fi
+    log "installing ${missing[*]} from the OS packages"
+    "${SUDO[@]}" apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
+        || { log "error: apt-get install ${missing[*]} failed"; exit 1; }
+fi
+
+if [ "${LOAD_SKIP_BUILD:-0}" != 1 ]; then
+    log "building the gateway, load_upstream, load_client and slowloris (release)"
+    cargo build --release --quiet --bin switchyard --example load_upstream --example load_client --example slowloris
+fi
+BUILD_S=$(( $(date +%s) - T0 ))
+START=$(date +%s)
+GATEWAY_BIN=$ROOT/target/release/switchyard
+UPSTREAM_BIN=$ROOT/target/release/examples/load_upstream
+CLIENT_BIN=$ROOT/target/release/examples/load_client
+ATTACK_BIN=$ROOT/target/release/examples/slowloris
+for b in "$GATEWAY_BIN" "$UPSTREAM_BIN" "$CLIENT_BIN" "$ATTACK_BIN"; do
+    [ -x "$b" ] || { log "error: $b is missing (build it or drop LOAD_SKIP_BUILD)"; exit 1; }
+done
+
+# ---- file descriptors -------------------------------------------------------------------
+
+FD_HARD=$(ulimit -Hn)
+if [ "$FD_HARD" = unlimited ]; then ulimit -n 1048576 2>/dev/null || true; else ulimit -n "$FD_HARD"; fi
+FD_LIMIT=$(ulimit -n)
+log "open-file limit raised to $FD_LIMIT (hard $FD_HARD) for every process started here"
+
+# ---- helpers ----------------------------------------------------------------------------
+
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+free_port() {
+    local p lo=20000 span=40000
+    if [ "$EPHEMERAL_LOW" -ge 12000 ]; then lo=10000; span=$((EPHEMERAL_LOW - 10000)); fi
+    for _ in $(seq 200); do
+        p=$((lo + RANDOM % span))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+    done
+    return 1
+}
+wait_http() {
+    for _ in $(seq 100); do
+        if curl -s -o /dev/null --max-time 1 "$1"; then return 0; fi
+        sleep 0.1
+    done
+    log "error: $1 did not come up"; return 1
+}
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {
+    local rest
+    rest=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    awk '{print $12 + $13}' <<<"$rest"
+}
+status_kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+# Open client connections the gateway counts (sum of switchyard_worker_connections).
+gw_conns() {
+    curl -s --max-time 2 "http://127.0.0.1:$ADMIN_PORT/metrics" \
+        | awk '/^switchyard_worker_connections/ {s += $NF} END {print s + 0}'
+}
+# Kernel memory of every TCP socket on the machine (pages of /proc/net/sockstat), KiB.
+tcp_mem_kb() { awk '$1 == "TCP:" {for (i = 2; i < NF; i++) if ($i == "mem") print $(i + 1) * 4}' /proc/net/sockstat; }
+forget_pid() {
+    local keep=() pid
+    for pid in "${PIDS[@]}"; do [ "$pid" = "$1" ] || keep+=("$pid"); done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# merge_toml BASE EXTRA: BASE with EXTRA merged in (see SLOWLORIS_CONFIG_EXTRA above).
+merge_toml() {
+    awk '
+    function keyof(line,   k) { k = line; sub(/=.*/, "", k); gsub(/[ \t"]/, "", k); return k }
+    function iskey(line) { return line ~ /^[ \t]*[A-Za-z0-9_."-]+[ \t]*=/ }
+    function header(line,   h) { h = line; sub(/#.*/, "", h); gsub(/[ \t]/, "", h); return h }
+    FNR == NR {
+        if ($0 ~ /^[ \t]*\[\[/) { sec = "@" (++arrays); hdr[sec] = $0; order[++n] = sec; next }
+        if ($0 ~ /^[ \t]*\[/) { sec = header($0); if (!(sec in hdr)) { hdr[sec] = $0; order[++n] = sec }; next }
+        lines[sec] = lines[sec] $0 "\n"
+        if (iskey($0)) keys[sec, keyof($0)] = 1
+        next
+    }
+    function flush() { if ((cur in lines) && !(cur in done)) { printf "%s", lines[cur] } done[cur] = 1 }
+    /^[ \t]*\[/ { flush(); cur = header($0); if (cur ~ /^\[\[/) cur = "@base"; print; next }
+    iskey($0) && ((cur, keyof($0)) in keys) { next }
+    { print }
+    END {
+        flush()
+        for (i = 1; i <= n; i++) { s = order[i]; if (s in done) continue; print ""; print hdr[s]; printf "%s", lines[s] }
+    }' "$2" "$1"
+}
+
+# ---- the upstreams ----------------------------------------------------------------------
+
+start_listener() {  # NAME CMD...: starts it, waits for "listening on ADDR"; sets STARTED_PID, STARTED_PORT
+    local name=$1; shift
+    : >"$WORK/$name.log"
+    "$@" >>"$WORK/$name.log" 2>&1 &
+    STARTED_PID=$!; PIDS+=("$STARTED_PID")
+    local addr=""
+    for _ in $(seq 100); do
+        addr=$(sed -n 's/^listening on //p' "$WORK/$name.log")
+        [ -n "$addr" ] && break
+        sleep 0.1
+    done
+    [ -n "$addr" ] || { log "error: $name did not start (see $OUT/logs/$name.log)"; exit 1; }
+    STARTED_PORT=${addr##*:}
+}
+start_listener upstream "$UPSTREAM_BIN" 127.0.0.1:0
+UPSTREAM_PID=$STARTED_PID; UP_PORT=$STARTED_PORT
+start_listener big-upstream "$ATTACK_BIN" upstream 127.0.0.1:0 --bytes "$SLOWREAD_BYTES"
+BIG_PID=$STARTED_PID; BIG_PORT=$STARTED_PORT
+sleep 0.2; BIG_FDS0=$(fd_count "$BIG_PID")
+log "upstreams: load_upstream on :$UP_PORT (pid $UPSTREAM_PID), large responses on :$BIG_PORT (pid $BIG_PID)"
+
+# ---- the gateway ------------------------------------------------------------------------
+
+# Each phase gets a fresh gateway, so that one phase's memory high-water mark, pooled upstream
+# connections or leftovers never count against the next.
+cat >"$WORK/base.toml" <<TOML
+# Generated by benches/slowloris/run.sh: config/reference.toml's limits and timeouts, except a
+# 10 s header_read_timeout (SLOWLORIS_HEADER_TIMEOUT) so that it fires within the run.
+[server]
+listen = "127.0.0.1:@GW_PORT@"
+
+[admin]
+listen = "127.0.0.1:@ADMIN_PORT@"
+
+[limits]
+max_body_bytes = "32 MiB"
+max_header_bytes = "64 KiB"
+header_read_timeout = "$HEADER_TIMEOUT"
+
+[timeouts]
+connect = "5s"
+first_byte = "300s"
+idle = "120s"
+request = "1800s"
+
+# Legitimate traffic: the load harness's fast mock.
+[upstreams.primary]
+url = "http://127.0.0.1:$UP_PORT/v1"
+
+# Slow readers' requests (x-slowloris-slowread) go here: large streamed answers.
+[upstreams.secondary]
+url = "http://127.0.0.1:$BIG_PORT/v1"
+http2 = $SLOWREAD_H2
+
+[routing]
+stateless = "primary"
+stateful = "secondary"
+
+[log]
+level = "warn"
+access_log = false
+
+[[rules]]
+name = "slowread"
+class = "stateful"
+header_present = ["x-slowloris-slowread"]
+TOML
+printf '%s\n' "$EXTRA" >"$WORK/extra.toml"
+merge_toml "$WORK/base.toml" "$WORK/extra.toml" >"$WORK/template.toml"
+[ -z "$EXTRA" ] || { log "gateway config with SLOWLORIS_CONFIG_EXTRA merged in:"; sed 's/^/    /' "$WORK/template.toml" >&2; }
+
+GW_PID=""; GW_PORT=""; ADMIN_PORT=""
+# start_gateway NAME: a fresh gateway on new ports; sets GW_PID, GW_PORT, ADMIN_PORT.
+start_gateway() {
+    GW_PORT=$(free_port); ADMIN_PORT=$(free_port)
+    sed -e "s/@GW_PORT@/$GW_PORT/" -e "s/@ADMIN_PORT@/$ADMIN_PORT/" "$WORK/template.toml" >"$WORK/switchyard.toml"
+    "$GATEWAY_BIN" check --config "$WORK/switchyard.toml" >/dev/null \
+        || { log "error: the generated config does not validate (kept in $OUT/switchyard.toml)"; exit 1; }
+    "$GATEWAY_BIN" serve --config "$WORK/switchyard.toml" >"$WORK/switchyard-$1.log" 2>&1 &
+    GW_PID=$!; PIDS+=("$GW_PID")
+    wait_http "http://127.0.0.1:$ADMIN_PORT/healthz"
+}
+stop_gateway() {
+    kill -TERM "$GW_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$GW_PID" 2>/dev/null || true
+    wait "$GW_PID" 2>/dev/null || true
+    forget_pid "$GW_PID"
+}
+
+start_gateway check
+log "switchyard (release) answers; header_read_timeout $HEADER_TIMEOUT"
+# The slow readers' route must reach the large-response upstream, or that phase means nothing.
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H 'content-type: application/json' \
+    -H 'x-slowloris-slowread: 1' --data-raw '{"model":"gpt-4o","stream":true,"messages":[]}' \
+    "http://127.0.0.1:$GW_PORT/v1/chat/completions")
+[ "$code" = 200 ] || log "WARNING: a slow reader's request got HTTP $code (expected 200 from the large-response upstream)"
+stop_gateway
+
+# ---- measurements -----------------------------------------------------------------------
+
+CHAT_BODY='{"model":"gpt-4o","messages":[{"role":"system","content":"You are a helpful assistant for an online bookshop. Answer briefly and politely, cite the catalogue number of every book you mention, and never invent titles that are not in the catalogue. If the customer asks about delivery, explain the standard and express options and their prices."},{"role":"user","content":"Hello! I am looking for a present for my niece, who is twelve and loves adventure stories with dragons and maps. She has already read the first two books of the series you recommended last time."},{"role":"assistant","content":"Thank you for coming back! For a twelve-year-old who enjoys dragons and maps, the third book of that series (catalogue 4411-B) continues the story, and a standalone choice would be The Cartographer of Ember Isle (catalogue 5120-A)."},{"role":"user","content":"Which of the two is better as a gift, and could you deliver it before Friday to an address in another city? Please also tell me whether you can wrap it, and whether a handwritten card can go in the parcel with a short birthday message from her aunt."}],"temperature":0.7,"max_tokens":400,"user":"customer-8812"}'
+printf '%s' "$CHAT_BODY" >"$WORK/chat.json"
+RUNS=$WORK/runs.jsonl
+: >"$RUNS"
+
+# Busy clock ticks of the whole machine (user+nice+system+irq+softirq+steal of /proc/stat).
+machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+# children_cpu_s VAR: CPU seconds of this shell's waited-for children so far (`times`, second
+# line), into VAR. Not called as $(…): a command substitution's subshell starts from zero.
+children_cpu_s() {
+    local f="$WORK/times.$BASHPID"
+    times >"$f"
+    printf -v "$1" '%s' "$(tail -1 "$f" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } printf "%.3f", s }')"
+}
+# Ticks of our long-running processes: the gateway, both upstreams and the attacker if any
+# (its pid in $WORK/attack.pid, which background subshells see too).
+our_ticks() {
+    local t=0 pid
+    local attacker=""; [ -s "$WORK/attack.pid" ] && attacker=$(cat "$WORK/attack.pid")
+    for pid in "$GW_PID" "$UPSTREAM_PID" "$BIG_PID" $attacker; do t=$((t + $(cpu_ticks "$pid"))); done
+    echo "$t"
+}
+# legit SECONDS: the legitimate fixed-rate run; prints its JSON line with the gateway's CPU and
+# the CPU that other processes on the machine used meanwhile (noise: this is a shared box).
+legit() {
+    local secs=$1 g0 g1 m0 m1 o0 o1 c0 c1 line
+    g0=$(cpu_ticks "$GW_PID"); m0=$(machine_ticks); o0=$(our_ticks); children_cpu_s c0
+    line=$("$CLIENT_BIN" rate "127.0.0.1:$GW_PORT" --rate "$RATE" --duration "$secs" \
+        --connections "$RATE_CONNS" --body "$WORK/chat.json" 2>>"$WORK/load_client.log" || true)
+    g1=$(cpu_ticks "$GW_PID"); m1=$(machine_ticks); o1=$(our_ticks); children_cpu_s c1
+    [ -n "$line" ] || { log "error: load_client printed no result (see $OUT/logs/load_client.log)"; exit 1; }
+    jq -c --argjson gt "$((g1 - g0))" --argjson mt "$((m1 - m0))" --argjson ot "$((o1 - o0))" \
+        --argjson lg "$(awk -v a="$c0" -v b="$c1" 'BEGIN {print b - a}')" --argjson hz "$CLK_TCK" '
+        . + (if .seconds > 0 then
+              { gateway_cpu_cores: (($gt / $hz) / .seconds), loadgen_cpu_cores: ($lg / .seconds),
+                machine_busy_cores: (($mt / $hz) / .seconds),
+                other_processes_cores: ([((($mt - $ot) / $hz) - $lg) / .seconds, 0] | max) }
+             else {} end)' <<<"$line"
+}
+
+# sampler FILE: every 0.5 s, "seconds rss_kb vmsize_kb fds conns tcp_mem_kb big_upstream_fds"
+# (the last: open files of the large-response upstream)
+# of the gateway, until killed.
+sampler() {
+    local t0 now
+    t0=$(date +%s.%N)
+    while kill -0 "$GW_PID" 2>/dev/null; do
+        now=$(date +%s.%N)
+        echo "$(awk -v a="$t0" -v b="$now" 'BEGIN {printf "%.1f", b - a}') $(status_kb "$GW_PID" VmRSS) $(status_kb "$GW_PID" VmSize) $(fd_count "$GW_PID") $(gw_conns) $(tcp_mem_kb) $(fd_count "$BIG_PID")"
+        sleep 0.5
+    done >>"$1"
+}
+
+# run_phase KIND: a fresh gateway; its baseline; then hostile connections of KIND held while
+# legitimate traffic is measured; then the attackers leave.
+run_phase() {
+    local kind=$1 modes n k s cap note="" fifo out samples cpid fd ready="" done_line=""
+    if [ "$kind" = mixed ]; then modes=$MIXED; else modes=$kind; fi
+    k=$(tr ',' '\n' <<<"$modes" | wc -l)
+    # Slow readers hold an upstream HTTP/1.1 connection each: two descriptors in the gateway.
+    s=0; if [ "$SLOWREAD_H2" != true ] && tr ',' '\n' <<<"$modes" | grep -qx slowread; then s=1; fi
+    cap=$(( (FD_LIMIT - FD_SPARE) * k / (k + s) ))
+    n=$N
+    if [ "$n" -gt "$cap" ]; then
+        n=$cap
+        if [ "$s" = 1 ]; then
+            note="$n instead of $N: the gateway's open-file limit is $FD_LIMIT and each slow reader costs it 2 descriptors"
+        else
+            note="$n instead of $N: the open-file limit is $FD_LIMIT"
+        fi
+        log "NOTE: $kind: $note"
+    fi
+    fifo=$WORK/attack-$kind.in; out=$WORK/attack-$kind.out; samples=$WORK/samples-$kind.txt
+
+    start_gateway "$kind"
+    legit 1 >/dev/null   # warm-up: upstream connections, allocator
+    log "$kind: fresh gateway (pid $GW_PID); baseline ${BASE_SECONDS}s"
+    local base; base=$(legit "$BASE_SECONDS")
+    local rss0 vsz0 fds0 conns0
+    rss0=$(status_kb "$GW_PID" VmRSS); vsz0=$(status_kb "$GW_PID" VmSize); fds0=$(fd_count "$GW_PID"); conns0=$(gw_conns)
+    jq -r '"  baseline p50 \(.p50_us) µs, p99 \(.p99_us) µs, p99.9 \(.p999_us) µs"' <<<"$base" >&2
+
+    log "$kind: $n hostile connections ($modes), legitimate traffic measured for ${OPENING}s as they open"
+    sampler "$samples" &
+    local spid=$!; PIDS+=("$spid")
+    legit "$OPENING" >"$WORK/opening-$kind.json" &
+    local lpid=$!; PIDS+=("$lpid")
+    sleep 0.3   # its connections are open before the attack's
+    local g_start; g_start=$(cpu_ticks "$GW_PID")
+    rm -f "$fifo"; mkfifo "$fifo"
+    nice -n "$NICE" "$ATTACK_BIN" attack "127.0.0.1:$GW_PORT" --mode "$modes" --connections "$n" \
+        --interval "$INTERVAL" --reconnect-delay "$RECONNECT_DELAY" --post-length "$POST_LENGTH" --open-timeout "$OPEN_TIMEOUT" \
+        --max-hold 600 <"$fifo" >"$out" 2>>"$WORK/attack.log" &
+    cpid=$!; PIDS+=("$cpid"); echo "$cpid" >"$WORK/attack.pid"
+    exec {fd}>"$fifo"
+    for _ in $(seq $(( (OPEN_TIMEOUT + 10) * 10 ))); do
+        ready=$(sed -n 's/^READY //p' "$out")
+        [ -n "$ready" ] && break
+        kill -0 "$cpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$ready" ] || ready='{"opened":0,"failed":0,"first_error":"no READY line (see logs/attack.log)"}'
+    jq -r '"  opened \(.opened) of \(.connections // "?") in \(.seconds // "?") s (\(.failed) failed\(if .first_error then ": " + .first_error else "" end))"' <<<"$ready" >&2
+    wait "$lpid" 2>/dev/null || true; forget_pid "$lpid"
+    local opening; opening=$(cat "$WORK/opening-$kind.json")
+    [ -n "$opening" ] || opening=null
+    # Held: wait until the gateway is quiet again (under 0.2 of a core over half a second, at
+    # most SETTLE_MAX s), so that the attack's opening is over.
+    local settle_t0 settle_s quiet=false c0 c1 opening_cpu
+    settle_t0=$(date +%s.%N)
+    for _ in $(seq $((SETTLE_MAX * 2))); do
+        c0=$(cpu_ticks "$GW_PID"); sleep 0.5; c1=$(cpu_ticks "$GW_PID")
+        if [ $((c1 - c0)) -le $((CLK_TCK / 10)) ]; then quiet=true; break; fi
+    done
+    settle_s=$(awk -v a="$settle_t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+    opening_cpu=$(( $(cpu_ticks "$GW_PID") - g_start ))
+    [ "$quiet" = true ] || log "  NOTE: the gateway was still busy after ${SETTLE_MAX}s"
+    sleep "$SETTLE"
+    local rss1 vsz1 fds1 conns1 tcp1 bigfds1
+    rss1=$(status_kb "$GW_PID" VmRSS); vsz1=$(status_kb "$GW_PID" VmSize); fds1=$(fd_count "$GW_PID")
+    conns1=$(gw_conns); tcp1=$(tcp_mem_kb); bigfds1=$(fd_count "$BIG_PID")
+    log "  held: gateway RSS $((rss1 / 1024)) MiB, $fds1 fds, $conns1 client connections; legitimate traffic for ${DURATION}s"
+    local a0 a1 line
+    a0=$(cpu_ticks "$cpid")
+    line=$(legit "$DURATION")
+    a1=$(cpu_ticks "$cpid")
+    local rss2 fds2
+    rss2=$(status_kb "$GW_PID" VmRSS); fds2=$(fd_count "$GW_PID")
+
+    # The attackers leave: their process prints its tally and exits, closing every connection.
+    exec {fd}>&-
+    for _ in $(seq 100); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$cpid" 2>/dev/null || true
+    wait "$cpid" 2>/dev/null || true
+    forget_pid "$cpid"; : >"$WORK/attack.pid"
+    done_line=$(sed -n 's/^DONE //p' "$out")
+    local t_left release=null
+    t_left=$(date +%s.%N)
+    for _ in $(seq 150); do
+        if [ "$(gw_conns)" -le "$conns0" ]; then
+            release=$(awk -v a="$t_left" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+            break
+        fi
+        sleep 0.1
+    done
+    sleep 1
+    kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; forget_pid "$spid"
+    local after_rss after_fds peaks timeline warnings
+    after_rss=$(status_kb "$GW_PID" VmRSS); after_fds=$(fd_count "$GW_PID")
+    peaks=$(awk 'BEGIN {r = 0; v = 0; f = 0; c = 0; m = 0; b = 0}
+        NF >= 7 { if ($2 > r) r = $2; if ($3 > v) v = $3; if ($4 > f) f = $4; if ($5 > c) c = $5; if ($6 > m) m = $6; if ($7 > b) b = $7 }
+        END {printf "{\"rss_kb\":%d,\"vmsize_kb\":%d,\"fds\":%d,\"conns\":%d,\"tcp_mem_kb\":%d,\"big_upstream_fds\":%d}", r, v, f, c, m, b}' "$samples")
+    timeline=$(awk 'NF >= 7 {printf "%s[%s,%d,%d,%d]", (n++ ? "," : "["), $1, $2, $4, $5} END {if (!n) printf "["; print "]"}' "$samples")
+    # What the gateway logged (level warn): counts of each distinct message.
+    warnings=$(sed -e 's/\x1b\[[0-9;]*m//g' "$WORK/switchyard-$kind.log" | { grep -E ' (WARN|ERROR) ' || true; } \
+        | sed -E 's/^[^ ]+ +(WARN|ERROR) +//; s/[0-9]+/N/g' | cut -c1-160 | sort | uniq -c | sort -rn | head -5 \
+        | jq -R -s -c 'split("\n") | map(select(. != "") | capture("^ *(?<count>[0-9]+) (?<message>.*)$") | .count |= tonumber)')
+    stop_gateway
+    jq -c -n --arg phase "$kind" --arg modes "$modes" --argjson n "$n" --arg note "$note" \
+        --argjson ready "$ready" --argjson done_ "${done_line:-null}" --argjson legit "$line" \
+        --argjson base "$base" --argjson opening "$opening" \
+        --argjson rss0 "$rss0" --argjson vsz0 "$vsz0" --argjson fds0 "$fds0" --argjson conns0 "$conns0" \
+        --argjson rss1 "$rss1" --argjson vsz1 "$vsz1" --argjson fds1 "$fds1" --argjson conns1 "$conns1" \
+        --argjson tcp1 "$tcp1" --argjson bigfds1 "$((bigfds1 - BIG_FDS0))" --argjson rss2 "$rss2" --argjson fds2 "$fds2" \
+        --argjson after_rss "$after_rss" --argjson after_fds "$after_fds" --argjson peak "$peaks" \
+        --argjson release "$release" --argjson at "$((a1 - a0))" --argjson hz "$CLK_TCK" \
+        --argjson timeline "$timeline" --argjson settle "$settle_s" --argjson quiet "$quiet" \
+        --argjson opening_cpu "$opening_cpu" --argjson warnings "$warnings" '
+        def ratio(a; b): if a == null or b == null or b == 0 then null else a / b end;
+        { phase: $phase, modes: ($modes | split(",")), hostile: $n, note: (if $note == "" then null else $note end),
+          ready: $ready, baseline: $base, legit_opening: $opening, legit: $legit,
+          p99_ratio: ratio($legit.p99_us; $base.p99_us), p999_ratio: ratio($legit.p999_us; $base.p999_us),
+          opening_p99_ratio: ratio($opening.p99_us; $base.p99_us),
+          settle: { seconds: $settle, quiet: $quiet, gateway_cpu_s_from_attack_start: ($opening_cpu / $hz) },
+          attacker_cpu_cores: (if $legit.seconds > 0 then ($at / $hz) / $legit.seconds else null end),
+          gateway: { fresh: { rss_kb: $rss0, vmsize_kb: $vsz0, fds: $fds0, conns: $conns0 },
+                     held: { rss_kb: $rss1, vmsize_kb: $vsz1, fds: $fds1, conns: $conns1, tcp_mem_kb: $tcp1, big_upstream_fds: $bigfds1,
+                             hostile_conns: ($conns1 - $conns0),
+                             kib_per_hostile_conn: (if ($conns1 - $conns0) > 0 then ($rss1 - $rss0) / ($conns1 - $conns0) else null end) },
+                     after_legit: { rss_kb: $rss2, fds: $fds2 },
+                     peak: $peak,
+                     after_attack: { rss_kb: $after_rss, fds: $after_fds, conns_released_s: $release },
+                     log: $warnings },
+          closed: (if $done_ == null then null else $done_.modes end),
+          attacker_timeline: (if $done_ == null then null else $done_.timeline end),
+          gateway_timeline: $timeline }' >>"$RUNS"
+    jq -r '"  held: legit p50 \(.legit.p50_us) µs, p99 \(.legit.p99_us) µs (\(.p99_ratio * 100 | round / 100)× baseline), p99.9 \(.legit.p999_us) µs; while opening p99 \(.legit_opening.p99_us) µs; gateway RSS \(.gateway.fresh.rss_kb / 1024 | round) → \(.gateway.held.rss_kb / 1024 | round) MiB (peak \(.gateway.peak.rss_kb / 1024 | round)), fds peak \(.gateway.peak.fds); closed by the gateway: \([.closed // {} | to_entries[] | "\(.key) \(.value.closed_by_server)"] | join(", "))"' <<<"$(tail -1 "$RUNS")" >&2
+}
+
+log "warm-up and checks done"
+for kind in $KINDS; do
+    case $kind in
+        idle|slowloris|slowpost|slowread|keepalive|h2idle|mixed) run_phase "$kind" ;;
+        *) log "error: unknown kind $kind"; exit 1 ;;
+    esac
+done
+
+# ---- report -----------------------------------------------------------------------------
+
+mkdir -p "$OUT"
+cp "$WORK/switchyard.toml" "$OUT/switchyard.toml"
+ELAPSED=$(( $(date +%s) - START ))
+jq -s \
+    --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg host "$(uname -srm)" \
+    --argjson cpus "$(nproc)" --arg cpu "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
+    --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --arg dirty "$(git status --porcelain -- src 2>/dev/null | wc -l)" \
+    --argjson n "$N" --argjson rate "$RATE" --argjson duration "$DURATION" --argjson base_s "$BASE_SECONDS" \
+    --argjson opening_s "$OPENING" --argjson rate_conns "$RATE_CONNS" \
+    --argjson interval "$INTERVAL" --argjson reconnect_delay "$RECONNECT_DELAY" --arg header_timeout "$HEADER_TIMEOUT" --argjson post_length "$POST_LENGTH" \
+    --argjson slowread_bytes "$SLOWREAD_BYTES" --arg slowread_h2 "$SLOWREAD_H2" --argjson nice "$NICE" \
+    --arg extra "$EXTRA" --arg config "$(cat "$WORK/template.toml")" \
+    --argjson fd_limit "$FD_LIMIT" --arg fd_hard "$FD_HARD" \
+    --argjson elapsed "$ELAPSED" --argjson build "$BUILD_S" '
+    . as $phases
+    | { meta: { date: $date, commit: $commit, src_files_modified: ($dirty | tonumber), host: $host, cpus: $cpus, cpu: $cpu,
+                hostile_connections: $n, legit_rate: $rate, legit_seconds: $duration, baseline_seconds: $base_s,
+                opening_seconds: $opening_s, legit_connections: $rate_conns,
+                slow_interval_s: $interval, reconnect_delay_s: $reconnect_delay, header_read_timeout: $header_timeout, slowpost_content_length: $post_length,
+                slowread_response_bytes: $slowread_bytes, slowread_upstream_h2c: ($slowread_h2 == "true"),
+                attacker_nice: $nice, config_extra: $extra, config: $config,
+                fd_limit: $fd_limit, fd_hard_limit: $fd_hard, elapsed_s: $elapsed, build_s: $build,
+                legit_load_generator: "examples/load_client.rs rate: open loop, coordinated omission corrected, one core",
+                attacker: "examples/slowloris.rs attack: one core, reopens what the gateway closes" },
+        phases: $phases }
+    | .verdict = { worst_p99_ratio: ([.phases[] | .p99_ratio] | max),
+                   p99_within_2x: ([.phases[] | .p99_ratio <= 2] | all),
+                   worst_opening_p99_ratio: ([.phases[] | .opening_p99_ratio] | max),
+                   peak_rss_mib: ([.phases[] | .gateway.peak.rss_kb] | max / 1024),
+                   max_kib_per_hostile_conn: ([.phases[] | .gateway.held.kib_per_hostile_conn] | max) }' \
+    "$RUNS" >"$OUT/results.json"
+
+jq -r '
+    def mib: if . == null then "—" else (. / 1024 | round | tostring) end;
+    def f0: if . == null then "—" else (. | round | tostring) end;
+    def f1: if . == null then "—" else (. * 10 | round / 10 | tostring) end;
+    def f2: if . == null then "—" else (. * 100 | round / 100 | tostring) end;
+    def lat: "\(.p50_us | f0) / \(.p99_us | f0) / \(.p999_us | f0)";
+    .meta as $m
+    | "Slow clients: \($m.date), commit \($m.commit)\(if $m.src_files_modified > 0 then " + \($m.src_files_modified) modified files in src/" else "" end), \($m.cpus) CPUs (\($m.cpu)), open-file limit \($m.fd_limit) (hard \($m.fd_hard_limit)); \($m.elapsed_s) s after a \($m.build_s) s build.",
+      "Legitimate traffic: \($m.legit_rate) req/s of 1.2 KB chat requests on \($m.legit_connections) keep-alive connections, open loop, latency in µs: a \($m.baseline_seconds) s baseline on each phase'"'"'s fresh gateway, \($m.opening_seconds) s while the attack opens, \($m.legit_seconds) s once it is held (the gateway quiet again). Hostile: \($m.hostile_connections) connections per phase, one byte every \($m.slow_interval_s) s where they send any, reopened \($m.reconnect_delay_s) s after the gateway closes them (backing off to 16 s while refused); header_read_timeout \($m.header_read_timeout); attacker at nice \($m.attacker_nice) on the same machine.",
+      (if $m.config_extra != "" then "Config extra: `" + ($m.config_extra | gsub("\n"; " ")) + "`" else empty end),
+      "",
+      "| phase | hostile held (opened in all) | baseline p50 / p99 / p99.9 | held p50 / p99 / p99.9 | **held p99 / baseline** | p99 while opening (× baseline) | legit errors | gateway quiet after (s); its CPU s | gateway RSS fresh → held → peak → after (MiB) | KiB per hostile conn | virtual peak (MiB) | fds peak | other processes on the machine, held (cores of \($m.cpus)) |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+      (.phases[] |
+        "| \(.phase) | \(.gateway.held.hostile_conns) of \(.hostile) (\([.closed // {} | .[] | .opened] | add // 0))\(if .note then " ¹" else "" end) | \(.baseline | lat) | \(.legit | lat) | **\(.p99_ratio | f2)×** | \(.legit_opening.p99_us | f0) (\(.opening_p99_ratio | f1)×) | \(.legit.errors + .legit.non_2xx + .legit.unsent) | \(.settle.seconds | f1)\(if .settle.quiet then "" else "+" end); \(.settle.gateway_cpu_s_from_attack_start | f1) | \(.gateway.fresh.rss_kb | mib) → \(.gateway.held.rss_kb | mib) → \(.gateway.peak.rss_kb | mib) → \(.gateway.after_attack.rss_kb | mib) | \(.gateway.held.kib_per_hostile_conn | f1) | \(.gateway.peak.vmsize_kb | mib) | \(.gateway.peak.fds) | \(.legit.other_processes_cores | f2) |"),
+      "",
+      "Hostile connections the gateway closed while a phase held them (lifetime: from connect to close; when: seconds since the attack began; a phase holds its attack for the opening, the settling and \($m.legit_seconds) s of measurement, about \($m.opening_seconds + $m.legit_seconds + 2) s):",
+      "",
+      "| phase | mode | opened (incl. reopened) | closed by the gateway | lifetime min / p50 / max (s) | first / last close at (s) | how, and what the gateway sent first |",
+      "|---|---|---|---|---|---|---|",
+      (.phases[] | . as $p | (.closed // {}) | to_entries[] |
+        "| \($p.phase) | \(.key) | \(.value.opened) | \(.value.closed_by_server) | \(.value.lifetime_s.min | f1) / \(.value.lifetime_s.p50 | f1) / \(.value.lifetime_s.max | f1) | \(.value.closed_at_s.first | f1) / \(.value.closed_at_s.last | f1) | \(if (.value.endings | length) == 0 then "—" else ([.value.endings | to_entries[] | "\(.key) ×\(.value)"] | join("; ") | gsub("\\|"; "/")) end) |"),
+      "",
+      "Gateway connections to the large-response upstream while slow readers were held: \([.phases[] | select(.modes | index("slowread")) | "\(.phase) \(.gateway.held.big_upstream_fds)"] | join(", ") | if . == "" then "—" else . end). Kernel TCP buffer memory, all sockets on the machine, held: \([.phases[] | "\(.phase) \(.gateway.held.tcp_mem_kb | mib) MiB"] | join(", ")). Gateway open files once the attackers had left (pooled idle upstream connections count): \([.phases[] | "\(.phase) \(.gateway.after_attack.fds)"] | join(", ")).",
+      (.phases[] | select((.gateway.log | length) > 0) | "Gateway log, \(.phase): " + ([.gateway.log[] | "\(.count)× `\(.message)`"] | join("; "))),
+      (.phases[] | select(.note) | "¹ \(.phase): \(.note)."),
+      "",
+      "Worst held p99: **\(.verdict.worst_p99_ratio | f2)×** its baseline (target ≤ 2×: \(if .verdict.p99_within_2x then "met" else "NOT met" end)); worst p99 while an attack opened: \(.verdict.worst_opening_p99_ratio | f1)×; gateway peak RSS \(.verdict.peak_rss_mib | f0) MiB; at most \(.verdict.max_kib_per_hostile_conn | f1) KiB per hostile connection."
+' "$OUT/results.json" >"$OUT/results.md"
+
+echo
+cat "$OUT/results.md"
+echo
+log "done in ${ELAPSED}s (after a ${BUILD_S}s build): $OUT/results.md, $OUT/results.json"
