@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for SECONDS each (default 60) and reports, per target, the
+# executions and any crash. Exit status: 0 when nothing crashed (or there is no nightly
+# toolchain, which cargo-fuzz needs: then it says so and skips), 1 on a crash or a failed build.
+#
+#   bash fuzz/run.sh [SECONDS_PER_TARGET]
+#
+# Seeds come from fuzz/corpus/<target>/ (committed, never written to); what libFuzzer learns
+# goes to fuzz/work/<target>/ and is reused by the next run; crashes are written to
+# fuzz/artifacts/<target>/ (both git-ignored). Reproduce one with
+#   cargo +nightly fuzz run <target> fuzz/artifacts/<target>/crash-…
+# and shrink it with `cargo +nightly fuzz tmin <target> <file>`.
+set -uo pipefail
+cd "$(dirname "$0")"
+
+seconds=${1:-60}
+if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: bash fuzz/run.sh [SECONDS_PER_TARGET]  (a positive whole number, default 60)" >&2
+  exit 2
+fi
+
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  echo "fuzz: no nightly toolchain (cargo-fuzz needs -Zsanitizer); skipping."
+  echo "      install one with: rustup toolchain install nightly"
+  exit 0
+fi
+
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "fuzz: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked || { echo "fuzz: installing cargo-fuzz failed" >&2; exit 1; }
+fi
+
+# One build for every target, so a build failure is reported as such (not as a crash).
+start=$SECONDS
+cargo +nightly fuzz build || { echo "fuzz: build failed" >&2; exit 1; }
+echo "fuzz: built in $((SECONDS - start)) s"
+
+targets=$(cargo +nightly fuzz list)
+crashed=()
+summary=()
+for target in $targets; do
+  mkdir -p "work/$target" "artifacts/$target"
+  log="work/$target.log"
+  dict=()
+  [ -f "dict/$target.dict" ] && dict=("-dict=dict/$target.dict")
+  echo
+  echo "fuzz: $target for ${seconds} s"
+  # -timeout: an input running 10 s is a hang, reported like a crash.
+  cargo +nightly fuzz run "$target" "work/$target" "corpus/$target" -- \
+    -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "${dict[@]}" >"$log" 2>&1
+  status=$?
+  runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -n 1)
+  if [ -z "$runs" ]; then
+    runs=$(grep -Eo '^#[0-9]+' "$log" | tail -n 1 | tr -d '#')
+  fi
+  corpus=$(find "work/$target" -type f | wc -l)
+  line="$target: ${runs:-0} executions in ${seconds} s, corpus ${corpus} inputs"
+  if [ "$status" -ne 0 ]; then
+    line="$line, CRASH (exit $status)"
+    crashed+=("$target")
+    grep -E "panicked at|^thread '|ERROR: libFuzzer|SUMMARY|Test unit written to|^Output of" "$log" | head -n 20
+    grep -A3 "panicked at" "$log" | head -n 12
+    echo "  full log: fuzz/$log"
+  fi
+  echo "$line"
+  summary+=("$line")
+done
+
+echo
+echo "fuzz summary:"
+printf '  %s\n' "${summary[@]}"
+if [ "${#crashed[@]}" -ne 0 ]; then
+  echo "fuzz: crashes in: ${crashed[*]} (inputs under fuzz/artifacts/)" >&2
+  exit 1
+fi
+echo "fuzz: no crashes."
