@@ -8,8 +8,8 @@
 # Seeds come from fuzz/corpus/<target>/ (committed, never written to); what libFuzzer learns
 # goes to fuzz/work/<target>/ and is reused by the next run; crashes are written to
 # fuzz/artifacts/<target>/ (both git-ignored). Reproduce one with
-#   cargo +nightly fuzz run <target> fuzz/artifacts/<target>/crash-…
-# and shrink it with `cargo +nightly fuzz tmin <target> <file>`.
+#   cargo +nightly fuzz run -s none <target> fuzz/artifacts/<target>/crash-…
+# and shrink it with `cargo +nightly fuzz tmin -s none <target> <file>`.
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -30,9 +30,14 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked || { echo "fuzz: installing cargo-fuzz failed" >&2; exit 1; }
 fi
 
+# No AddressSanitizer: switchyard forbids unsafe code, and without it the first build takes about
+# half as long (8 min instead of 15 on 2 CPUs) and the targets run faster. Panics, failed
+# assertions, overflow checks (debug assertions are on) and stack overflows are still caught.
+flags=(--sanitizer none)
+
 # One build for every target, so a build failure is reported as such (not as a crash).
 start=$SECONDS
-cargo +nightly fuzz build || { echo "fuzz: build failed" >&2; exit 1; }
+cargo +nightly fuzz build "${flags[@]}" || { echo "fuzz: build failed" >&2; exit 1; }
 echo "fuzz: built in $((SECONDS - start)) s"
 
 targets=$(cargo +nightly fuzz list)
@@ -46,7 +51,7 @@ for target in $targets; do
   echo
   echo "fuzz: $target for ${seconds} s"
   # -timeout: an input running 10 s is a hang, reported like a crash.
-  cargo +nightly fuzz run "$target" "work/$target" "corpus/$target" -- \
+  cargo +nightly fuzz run "${flags[@]}" "$target" "work/$target" "corpus/$target" -- \
     -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "${dict[@]}" >"$log" 2>&1
   status=$?
   runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -n 1)
