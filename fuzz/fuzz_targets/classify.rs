@@ -41,7 +41,9 @@ fn parse(data: &[u8]) -> Request<'_> {
         Some(at) => (&data[..at], &data[at + 2..]),
         None => (data, &[][..]),
     };
-    let mut lines = head.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let first = lines.next().unwrap_or_default();
     let (method, path) = match first.iter().position(|b| *b == b' ') {
         Some(at) => (&first[..at], &first[at + 1..]),
@@ -149,7 +151,10 @@ fn check(request: &Request<'_>) {
             }
         }
         let again = classifier.classify(method, path, headers, request.body);
-        assert_eq!(again, result, "{name}: classify differs from inspect + finish");
+        assert_eq!(
+            again, result,
+            "{name}: classify differs from inspect + finish"
+        );
     }
 }
 
@@ -169,7 +174,10 @@ fn check_inject(body: &[u8]) {
         ),
     };
     let Some(object) = want.as_object_mut() else {
-        panic!("inject changed a non-object: {:?}", String::from_utf8_lossy(body));
+        panic!(
+            "inject changed a non-object: {:?}",
+            String::from_utf8_lossy(body)
+        );
     };
     let options = object
         .entry("stream_options")
@@ -181,9 +189,17 @@ fn check_inject(body: &[u8]) {
     let headers = HeaderMap::new();
     for fixture in shared::fixtures() {
         let path = "/v1/chat/completions";
-        let before = fixture.classifier.classify(&Method::POST, path, &headers, body);
-        let after = fixture.classifier.classify(&Method::POST, path, &headers, &out);
-        assert_eq!(before, after, "{}: inject changed the classification", fixture.name);
+        let before = fixture
+            .classifier
+            .classify(&Method::POST, path, &headers, body);
+        let after = fixture
+            .classifier
+            .classify(&Method::POST, path, &headers, &out);
+        assert_eq!(
+            before, after,
+            "{}: inject changed the classification",
+            fixture.name
+        );
     }
 }
 

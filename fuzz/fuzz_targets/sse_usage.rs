@@ -31,14 +31,21 @@ fn run<'a>(format: Format, want: Want, chunks: impl IntoIterator<Item = &'a [u8]
             !(seen.first_token && outcome.first_token),
             "first_token reported twice"
         );
-        assert!(want.first_token || !seen.first_token, "unwanted first_token");
+        assert!(
+            want.first_token || !seen.first_token,
+            "unwanted first_token"
+        );
         assert!(want.ids || seen.ids.is_empty(), "unwanted ids");
         outcome.first_token |= seen.first_token;
         outcome.ids.extend(seen.ids);
     }
     outcome.usage = observer.usage();
     assert!(want.usage || outcome.usage.is_none(), "unwanted usage");
-    assert!(outcome.ids.len() <= 4, "more ids than the cap: {:?}", outcome.ids);
+    assert!(
+        outcome.ids.len() <= 4,
+        "more ids than the cap: {:?}",
+        outcome.ids
+    );
     for (i, id) in outcome.ids.iter().enumerate() {
         assert!(!outcome.ids[..i].contains(id), "id {id:?} reported twice");
         assert_eq!(StateId::parse(id.as_str()).as_ref(), Some(id));
@@ -84,9 +91,15 @@ fuzz_target!(|data: &[u8]| {
     for format in [Format::Json, Format::Sse, Format::Other] {
         let whole = run(format, want, [body]);
         let split = run(format, want, chunks(body, seed));
-        assert_eq!(split, whole, "{format:?}: chunks (seed {seed}) differ from whole");
+        assert_eq!(
+            split, whole,
+            "{format:?}: chunks (seed {seed}) differ from whole"
+        );
         let bytes = run(format, want, body.chunks(1));
-        assert_eq!(bytes, whole, "{format:?}: one byte at a time differs from whole");
+        assert_eq!(
+            bytes, whole,
+            "{format:?}: one byte at a time differs from whole"
+        );
         if format == Format::Other {
             assert_eq!(whole, run(format, want, []));
         }
