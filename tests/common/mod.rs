@@ -68,9 +68,11 @@ stateful = "secondary"
 access_log = false
 "#;
 
-/// A `host:port` on loopback where nothing listens (bound, then released).
+/// A `host:port` on loopback where nothing listens (bound, then released). On 127.0.0.2, not
+/// 127.0.0.1: the released port may be handed straight to the next mock bound on 127.0.0.1:0,
+/// which then answered where nothing should (seen in CI: both upstreams got the same URL).
 pub async fn dead_addr() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
     addr
