@@ -28,9 +28,10 @@
 //! connections the server closed, how long they had lived, when (seconds since the attack
 //! began), what the server sent first, and a per-second timeline of open connections.
 //!
-//! `upstream [ADDR] [--bytes B]`: an upstream that answers every request with a
+//! `upstream [ADDR] [--bytes B] [--sndbuf S]`: an upstream that answers every request with a
 //! `text/event-stream` of B bytes of chat-completion chunks (default 1 MiB), written as fast as
-//! the peer reads; HTTP/1.1 and h2c on one port. A slow reader's response is then larger than
+//! the peer reads; HTTP/1.1 and h2c on one port; `--sndbuf` sets its sockets' SO_SNDBUF
+//! (default: the kernel's autotuning). A slow reader's response is then larger than
 //! every socket buffer on the way, so the proxy in the middle must hold its upstream
 //! connection while it waits.
 //!
@@ -742,12 +743,18 @@ async fn upstream(args: Args) -> Result<(), BoxError> {
         .addr
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let bytes: usize = args.num("bytes", 1024 * 1024)?;
+    let sndbuf: u32 = args.num("sndbuf", 0)?;
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    if sndbuf > 0 {
+        // Accepted sockets inherit it: a remote provider's send buffers are not in this
+        // machine's TCP memory, so the benchmark keeps the mock's small.
+        socket.set_send_buffer_size(sndbuf)?;
+    }
     socket.bind(addr)?;
     let listener = socket.listen(4096)?;
     emit(&format!("listening on {}", listener.local_addr()?))?;

@@ -29,6 +29,10 @@ use crate::clients::ClientCert;
 use crate::listener::Shutdown;
 use crate::metrics::{ClientConnectionError, ConnectionClose, Metrics};
 
+/// How long a connection closed for sending no request head may take to say goodbye (an
+/// HTTP/2 GOAWAY) before it is dropped.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
 /// What one connection may do before it is closed politely.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConnectionLimits {
@@ -36,6 +40,14 @@ pub(crate) struct ConnectionLimits {
     pub(crate) max_requests: u64,
     /// Time with nothing in flight before the connection is closed; `None` is no limit.
     pub(crate) keepalive: Option<Duration>,
+    /// Time from the start until a first request head is complete (`header_read_timeout`):
+    /// bounds a connection that sends nothing at all, or too little for hyper-util to tell
+    /// HTTP/1.1 from HTTP/2 (its protocol sniff has no timer of its own).
+    pub(crate) first_request: Option<Duration>,
+    /// Time a blocked write may wait for the client to read (`limits.send_timeout`).
+    pub(crate) send_timeout: Option<Duration>,
+    /// SO_SNDBUF for the client socket (`limits.send_buffer`); `None` is the kernel's.
+    pub(crate) send_buffer: Option<usize>,
 }
 
 impl ConnectionLimits {
@@ -43,6 +55,9 @@ impl ConnectionLimits {
     pub(crate) const NONE: ConnectionLimits = ConnectionLimits {
         max_requests: 0,
         keepalive: None,
+        first_request: None,
+        send_timeout: None,
+        send_buffer: None,
     };
 }
 
@@ -71,6 +86,19 @@ impl State {
             self.changed.notify_one();
         }
         InFlight(self.clone())
+    }
+
+    /// When the connection must be closed if nothing changes: before its first request, at
+    /// `first_request` (or `keepalive`, if sooner); after it, once idle for `keepalive`.
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        if self.served.load(Ordering::Relaxed) == 0 {
+            let first = match (limits.first_request, limits.keepalive) {
+                (Some(f), Some(k)) => Some(f.min(k)),
+                (f, k) => f.or(k),
+            };
+            return first.map(|f| self.epoch + f);
+        }
+        limits.keepalive.and_then(|k| self.idle_deadline(k))
     }
 
     /// When the connection becomes idle-closable, if nothing is in flight now.
@@ -213,6 +241,14 @@ pub(crate) struct Watch {
     limits: ConnectionLimits,
 }
 
+/// Why [`drive`] stops serving a connection before it ends by itself.
+enum Ending {
+    /// Finish what is in flight, then close (with the reason to count, if any).
+    Polite(Option<ConnectionClose>),
+    /// No request head arrived in time: close now.
+    NoRequest,
+}
+
 /// Serve `conn` to the end, closing it politely when its limits say so or the drain begins.
 pub(crate) async fn drive<C>(
     conn: C,
@@ -227,21 +263,39 @@ pub(crate) async fn drive<C>(
     tokio::pin!(conn);
     let Watch { state, limits } = watch;
     let result = loop {
-        let idle = limits.keepalive.and_then(|k| state.idle_deadline(k));
-        let close = tokio::select! {
+        let deadline = state.deadline(&limits);
+        let ending = tokio::select! {
             result = conn.as_mut() => break result,
-            _ = shutdown.wait_for(|draining| draining.is_some()) => None,
+            _ = shutdown.wait_for(|draining| draining.is_some()) => Ending::Polite(None),
             _ = state.changed.notified() => {
                 if !state.budget_spent.load(Ordering::Relaxed) {
                     continue; // in-flight count changed: recompute the idle deadline
                 }
-                Some(ConnectionClose::MaxRequests)
+                Ending::Polite(Some(ConnectionClose::MaxRequests))
             }
-            _ = tokio::time::sleep_until(idle.unwrap_or_else(Instant::now)), if idle.is_some() => {
-                if state.in_flight.load(Ordering::Relaxed) > 0 {
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                if state.served.load(Ordering::Relaxed) == 0 {
+                    Ending::NoRequest
+                } else if state.in_flight.load(Ordering::Relaxed) > 0 {
                     continue;
+                } else {
+                    Ending::Polite(Some(ConnectionClose::KeepaliveTimeout))
                 }
-                Some(ConnectionClose::KeepaliveTimeout)
+            }
+        };
+        let close = match ending {
+            Ending::Polite(close) => close,
+            Ending::NoRequest => {
+                // No request head within `header_read_timeout`: an idle or trickling client.
+                // Close it (GOAWAY on HTTP/2, which it may have spoken); hyper may still be
+                // waiting for the rest of a head, so do not wait long.
+                metrics
+                    .connections
+                    .error(ClientConnectionError::HeaderTimeout);
+                tracing::debug!(listener, %peer, "no request head in time; closing");
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(FIRST_REQUEST_GRACE, conn.as_mut()).await;
+                return;
             }
         };
         if let Some(reason) = close {

@@ -53,6 +53,7 @@ pub mod probe;
 pub mod proxy;
 pub mod reload;
 pub mod runtime;
+mod send_deadline;
 pub mod server;
 pub mod tls;
 pub mod upstream;

@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 use crate::clients::ClientCert;
 use crate::connection::{self, ConnectionLimits};
 use crate::metrics::{Metrics, TlsHandshakeError};
+use crate::send_deadline::SendDeadline;
 
 /// Shutdown as the accept loops see it: `None` while serving; once draining, the instant by
 /// which open connections must have finished (`server.drain_timeout` after SIGTERM).
@@ -314,6 +315,10 @@ pub(crate) async fn accept_loop<S, B>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                if let Some(size) = limits.send_buffer {
+                    // Bounds what the kernel holds for a client that reads slowly.
+                    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
+                }
                 let builders = Arc::clone(&builders);
                 let service = service.clone();
                 let metrics = metrics.clone();
@@ -322,9 +327,8 @@ pub(crate) async fn accept_loop<S, B>(
                     connections.spawn(async move {
                         let _open = open;
                         let (service, watch) = connection::counted(service, limits, None);
-                        let conn = builders
-                            .auto
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let io = TokioIo::new(SendDeadline::new(stream, limits.send_timeout));
+                        let conn = builders.auto.serve_connection_with_upgrades(io, service);
                         connection::drive(conn, watch, stop, &metrics, name, peer).await;
                     });
                     continue;
@@ -348,7 +352,7 @@ pub(crate) async fn accept_loop<S, B>(
                         .and_then(|chain| chain.first())
                         .map(|leaf| ClientCert(Sha256::digest(leaf.as_ref()).into()));
                     let builder = builders.for_alpn(alpn);
-                    let io = TokioIo::new(stream);
+                    let io = TokioIo::new(SendDeadline::new(stream, limits.send_timeout));
                     let (service, watch) = connection::counted(service, limits, cert);
                     if builder.is_http1_available() {
                         let conn = builder.serve_connection_with_upgrades(io, service);

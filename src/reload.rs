@@ -292,11 +292,43 @@ impl Bound {
             wl.max_header_bytes.to_string(),
             nl.max_header_bytes.to_string(),
         );
-        differ(
-            "limits.header_read_timeout",
-            format!("{:?}", wl.header_read_timeout),
-            format!("{:?}", nl.header_read_timeout),
-        );
+        // Every limit but the body size is built into the listeners and their connections.
+        let limit = |l: &crate::config::Limits| {
+            [
+                (
+                    "limits.header_read_timeout",
+                    format!("{:?}", l.header_read_timeout),
+                ),
+                ("limits.max_headers", l.max_headers.to_string()),
+                ("limits.max_connections", l.max_connections.to_string()),
+                (
+                    "limits.max_requests_per_connection",
+                    l.max_requests_per_connection.to_string(),
+                ),
+                (
+                    "limits.keepalive_timeout",
+                    format!("{:?}", l.keepalive_timeout),
+                ),
+                ("limits.send_timeout", format!("{:?}", l.send_timeout)),
+                ("limits.send_buffer", format!("{:?}", l.send_buffer)),
+                (
+                    "limits.h2_max_concurrent_streams",
+                    l.h2.max_concurrent_streams.to_string(),
+                ),
+                (
+                    "limits.h2_max_pending_resets",
+                    l.h2.max_pending_resets.to_string(),
+                ),
+                ("limits.h2_stream_window", l.h2.stream_window.to_string()),
+                (
+                    "limits.h2_connection_window",
+                    l.h2.connection_window.to_string(),
+                ),
+            ]
+        };
+        for ((key, running), (_, file)) in limit(wl).into_iter().zip(limit(nl)) {
+            differ(key, running, file);
+        }
         differ(
             "log.format",
             format!("{:?}", was.log.format),

@@ -192,6 +192,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
     let connection_limits = ConnectionLimits {
         max_requests: limits.max_requests_per_connection,
         keepalive: Some(limits.keepalive_timeout),
+        first_request: Some(limits.header_read_timeout),
+        send_timeout: Some(limits.send_timeout),
+        send_buffer: limits.send_buffer,
     };
 
     // The request path, outermost layer first.

@@ -308,6 +308,18 @@ fn limit_errors_name_key_value_and_rule() {
             "keepalive_timeout = \"0s\"",
             r#"limits.keepalive_timeout = "0s": must be a positive duration such as "500ms", "30s" or "5m""#,
         ),
+        (
+            "send_timeout = \"soon\"",
+            r#"limits.send_timeout = "soon": must be a positive duration such as "500ms", "30s" or "5m""#,
+        ),
+        (
+            "send_buffer = 100",
+            "limits.send_buffer = 100: must be between 4096 bytes (4 KiB) and 64 MiB",
+        ),
+        (
+            "send_buffer = \"1 GiB\"",
+            "limits.send_buffer = 1073741824: must be between 4096 bytes (4 KiB) and 64 MiB",
+        ),
     ];
     for (line, expected) in cases {
         let text = format!("{base}\n[limits]\n{line}\n");
@@ -316,4 +328,220 @@ fn limit_errors_name_key_value_and_rule() {
             .to_string();
         assert_eq!(error, expected, "{line}");
     }
+}
+
+/// A connection that never completes a first request head is closed at
+/// `header_read_timeout`, whatever it sent: nothing at all, half of the HTTP/2 preface (which
+/// hyper-util's protocol sniff would wait on forever), or a valid HTTP/2 preface and SETTINGS
+/// but no stream (closed with GOAWAY). `keepalive_timeout` is far longer, so it is not what
+/// closes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_first_request_is_closed_at_header_read_timeout() {
+    let h = Harness::with_config(
+        "[limits]\nheader_read_timeout = \"400ms\"\nkeepalive_timeout = \"60s\"",
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    let mut silent = TcpStream::connect(h.proxy_addr).await.unwrap();
+    let mut half_preface = TcpStream::connect(h.proxy_addr).await.unwrap();
+    half_preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let (_sender, h2_idle) = h2_connect(&h).await;
+
+    closed_within(&mut silent, SOON)
+        .await
+        .expect("silent: closed");
+    closed_within(&mut half_preface, SOON)
+        .await
+        .expect("half preface: closed");
+    let ended = tokio::time::timeout(SOON, h2_idle)
+        .await
+        .expect("idle h2: closed");
+    assert!(ended.unwrap().is_ok(), "idle h2: a clean GOAWAY");
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "not before the timeout: {:?}",
+        started.elapsed()
+    );
+    let scrape = h
+        .scrape_when(|s| {
+            metric("switchyard_client_errors_total")
+                .label("kind", "header_timeout")
+                .sum_in(s)
+                == Some(3.0)
+        })
+        .await;
+    metric("switchyard_client_errors_total")
+        .label("kind", "header_timeout")
+        .assert_value(&scrape, 3.0);
+    metric("switchyard_connections_closed_total")
+        .label("reason", "keepalive_timeout")
+        .assert_value(&scrape, 0.0);
+    h.assert_no_upstream_contacted("connections without a request");
+
+    // A connection that sends its first request in time is served and then kept past the
+    // timeout (HTTP/2: hyper times nothing between requests; HTTP/1.1's idle time between
+    // requests is hyper's own header timer).
+    let (mut sender, conn) = h2_connect(&h).await;
+    let resp = sender.send_request(h2_chat(&h, &[])).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let resp = sender.send_request(h2_chat(&h, &[])).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(!conn.is_finished());
+    h.gateway.shutdown().await;
+}
+
+/// A client connection with a small receive buffer (set before connecting, so the window is
+/// small from the start), that has sent a request for `len` response bytes.
+async fn large_response_request(h: &Harness, len: usize) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(h.proxy_addr).await.unwrap();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-mock-response-bytes: {len}\r\ncontent-length: {}\r\n\r\n{CHAT}",
+        CHAT.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Read until the connection ends: the byte count, and how it ended (EOF or the error).
+async fn read_to_end(stream: &mut TcpStream) -> (usize, std::io::Result<()>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => return (total, Ok(())),
+            Err(e) => return (total, Err(e)),
+            Ok(n) => total += n,
+        }
+    }
+}
+
+/// `limits.send_timeout`: a client that stops reading its response (or trickles) is cut once the gateway's
+/// writes have been blocked that long (counted as `send_timeout`), and the upstream connection
+/// behind it is released; a client that reads slowly but steadily gets every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_or_trickles_is_cut_at_send_timeout_but_a_steady_reader_is_not() {
+    let h = Harness::with_config("[limits]\nsend_timeout = \"500ms\"").await;
+    const LEN: usize = 32 * 1024 * 1024;
+    let mut stalled = large_response_request(&h, LEN).await;
+    let scrape = h
+        .scrape_when(|s| {
+            metric("switchyard_client_errors_total")
+                .label("kind", "send_timeout")
+                .sum_in(s)
+                == Some(1.0)
+        })
+        .await;
+    metric("switchyard_client_errors_total")
+        .label("kind", "send_timeout")
+        .assert_value(&scrape, 1.0);
+    // The connection was reset (what the kernel held for it is discarded, not left to a
+    // client that does not read), well short of the whole response.
+    let (got, ending) = tokio::time::timeout(SOON, read_to_end(&mut stalled))
+        .await
+        .expect("the cut connection ends");
+    assert!(got < LEN, "read {got} of {LEN} bytes");
+    assert_eq!(
+        ending.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "after {got} bytes"
+    );
+    // The upstream's side was released too: the mock saw its response abandoned.
+    let reqs = h
+        .primary
+        .wait_until(SOON, |reqs| reqs.len() == 1 && reqs[0].finished)
+        .await;
+    assert!(
+        reqs[0].finished && !reqs[0].completed,
+        "{:?}",
+        reqs[0].finished
+    );
+    h.clear();
+
+    // The slow-read attack: 64 bytes every 100 ms is "progress" at nearly every write, but
+    // far under 16 KiB per send_timeout. Cut as well.
+    let mut trickler = large_response_request(&h, LEN).await;
+    let mut buf = [0u8; 64];
+    for _ in 0..15 {
+        let _ = trickler.read(&mut buf).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let scrape = h
+        .scrape_when(|s| {
+            metric("switchyard_client_errors_total")
+                .label("kind", "send_timeout")
+                .sum_in(s)
+                == Some(2.0)
+        })
+        .await;
+    metric("switchyard_client_errors_total")
+        .label("kind", "send_timeout")
+        .assert_value(&scrape, 2.0);
+    let (got, ending) = tokio::time::timeout(SOON, read_to_end(&mut trickler))
+        .await
+        .expect("the trickler's connection ends");
+    assert!(ending.is_err(), "reset after {got} more bytes");
+    h.primary
+        .wait_until(SOON, |reqs| reqs.len() == 1 && reqs[0].finished)
+        .await;
+    h.clear();
+
+    // Slow but steady: 64 KiB every 20 ms, never blocked for 500 ms.
+    const SLOW_LEN: usize = 2 * 1024 * 1024;
+    let mut steady = large_response_request(&h, SLOW_LEN).await;
+    let got = tokio::time::timeout(
+        Duration::from_secs(20),
+        read_to_close_after(&mut steady, SLOW_LEN, Duration::from_millis(20)),
+    )
+    .await
+    .expect("the steady reader finishes");
+    assert!(
+        got >= SLOW_LEN,
+        "read {got} bytes, the body alone is {SLOW_LEN}"
+    );
+    let scrape = h.scrape().await;
+    metric("switchyard_client_errors_total")
+        .label("kind", "send_timeout")
+        .assert_value(&scrape, 2.0);
+    h.gateway.shutdown().await;
+}
+
+/// `limits.send_buffer` bounds what the kernel takes for a client: a 1 MiB response that the
+/// kernel's own autotuned buffer would swallow whole (so no write ever blocks) does not fit in
+/// 16 KiB, so the writes to a client that reads nothing block and `send_timeout` cuts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_buffer_bounds_what_a_client_that_does_not_read_can_hold() {
+    let h =
+        Harness::with_config("[limits]\nsend_timeout = \"300ms\"\nsend_buffer = \"16 KiB\"").await;
+    let mut stalled = large_response_request(&h, 1024 * 1024).await;
+    h.scrape_when(|s| {
+        metric("switchyard_client_errors_total")
+            .label("kind", "send_timeout")
+            .sum_in(s)
+            == Some(1.0)
+    })
+    .await;
+    let (got, ending) = tokio::time::timeout(SOON, read_to_end(&mut stalled))
+        .await
+        .expect("the cut connection ends");
+    assert!(got < 256 * 1024, "the kernel held {got} bytes for it");
+    assert!(ending.is_err(), "reset");
+    h.gateway.shutdown().await;
+}
+
+/// Read until at least `len` bytes (head and body) arrived, pausing between reads.
+async fn read_to_close_after(stream: &mut TcpStream, len: usize, pause: Duration) -> usize {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    while total < len {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => total += n,
+        }
+        tokio::time::sleep(pause).await;
+    }
+    total
 }

@@ -150,6 +150,11 @@ pub struct Limits {
     pub max_requests_per_connection: u64,
     /// A connection with no request in flight for this long is closed politely.
     pub keepalive_timeout: Duration,
+    /// A write to a client that stays blocked this long (the client reads nothing) ends the
+    /// connection (nginx's `send_timeout`).
+    pub send_timeout: Duration,
+    /// SO_SNDBUF of every client socket, in bytes; `None` leaves the kernel's autotuning.
+    pub send_buffer: Option<usize>,
     /// HTTP/2 limits.
     pub h2: H2Limits,
 }
@@ -488,6 +493,8 @@ pub mod defaults {
     pub const MAX_REQUESTS_PER_CONNECTION: u64 = 10_000;
     /// Idle time before a client connection is closed (nginx's `keepalive_timeout`).
     pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+    /// How long a blocked write to a client may wait (nginx's `send_timeout` default).
+    pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
     /// HTTP/2 concurrent streams per connection (hyper's default, made explicit).
     pub const H2_MAX_CONCURRENT_STREAMS: u32 = 200;
     /// HTTP/2 streams reset before being accepted, per connection (hyper's default).

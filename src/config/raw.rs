@@ -83,6 +83,8 @@ pub(super) struct RawLimits {
     pub max_connections: Option<i64>,
     pub max_requests_per_connection: Option<i64>,
     pub keepalive_timeout: Option<String>,
+    pub send_timeout: Option<String>,
+    pub send_buffer: Option<RawSize>,
     pub h2_max_concurrent_streams: Option<i64>,
     pub h2_max_pending_resets: Option<i64>,
     pub h2_stream_window: Option<RawSize>,

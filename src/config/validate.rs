@@ -348,6 +348,16 @@ fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
             l.keepalive_timeout.as_deref(),
             defaults::KEEPALIVE_TIMEOUT,
         )?,
+        send_timeout: opt_duration(
+            "limits.send_timeout",
+            l.send_timeout.as_deref(),
+            defaults::SEND_TIMEOUT,
+        )?,
+        send_buffer: l
+            .send_buffer
+            .as_ref()
+            .map(|v| send_buffer("limits.send_buffer", v))
+            .transpose()?,
         h2: H2Limits {
             max_concurrent_streams: count(
                 "limits.h2_max_concurrent_streams",
@@ -400,6 +410,21 @@ fn count(
 }
 
 /// An HTTP/2 flow-control window: 64 KiB (the protocol's initial window) to 16 MiB.
+/// A client socket's send buffer size: 4 KiB to 64 MiB.
+fn send_buffer(key: &str, value: &RawSize) -> Result<usize, ConfigError> {
+    let bytes = size(key, value)?;
+    usize::try_from(bytes)
+        .ok()
+        .filter(|n| (4096..=64 * 1024 * 1024).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                key,
+                &bytes.to_string(),
+                "must be between 4096 bytes (4 KiB) and 64 MiB",
+            )
+        })
+}
+
 fn window(key: &str, value: Option<&RawSize>, default: u32) -> Result<u32, ConfigError> {
     let Some(value) = value else {
         return Ok(default);

@@ -44,17 +44,20 @@ pub enum ClientConnectionError {
     H2Flood,
     /// Another HTTP/2 protocol violation (GOAWAY with PROTOCOL_ERROR and the like).
     H2Protocol,
+    /// The client read nothing of its response for `limits.send_timeout` (a slow reader).
+    SendTimeout,
     /// The connection broke: reset, closed mid-message.
     Io,
 }
 
 impl ClientConnectionError {
-    pub const ALL: [ClientConnectionError; 6] = [
+    pub const ALL: [ClientConnectionError; 7] = [
         ClientConnectionError::HeaderTimeout,
         ClientConnectionError::HeaderTooLarge,
         ClientConnectionError::BadRequest,
         ClientConnectionError::H2Flood,
         ClientConnectionError::H2Protocol,
+        ClientConnectionError::SendTimeout,
         ClientConnectionError::Io,
     ];
 
@@ -65,6 +68,7 @@ impl ClientConnectionError {
             ClientConnectionError::BadRequest => "bad_request",
             ClientConnectionError::H2Flood => "h2_flood",
             ClientConnectionError::H2Protocol => "h2_protocol",
+            ClientConnectionError::SendTimeout => "send_timeout",
             ClientConnectionError::Io => "io",
         }
     }
@@ -75,6 +79,9 @@ impl ClientConnectionError {
         let mut current: Option<&(dyn StdError + 'static)> = Some(error);
         while let Some(e) = current {
             if let Some(h2) = e.downcast_ref::<h2::Error>() {
+                if h2.get_io().is_some_and(is_send_timeout) {
+                    return Some(ClientConnectionError::SendTimeout);
+                }
                 return Some(match h2.reason() {
                     Some(h2::Reason::ENHANCE_YOUR_CALM) => ClientConnectionError::H2Flood,
                     Some(_) => ClientConnectionError::H2Protocol,
@@ -95,13 +102,23 @@ impl ClientConnectionError {
                     return Some(ClientConnectionError::Io);
                 }
             }
-            if e.downcast_ref::<std::io::Error>().is_some() {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if is_send_timeout(io) {
+                    return Some(ClientConnectionError::SendTimeout);
+                }
                 return Some(ClientConnectionError::Io);
             }
             current = e.source();
         }
         None
     }
+}
+
+/// A client socket's write that failed on `limits.send_timeout`. h2 keeps only an I/O error's
+/// kind and message, so the kind is what identifies it; a kernel-level TCP timeout (the client
+/// acknowledging nothing) has the same kind and the same meaning.
+fn is_send_timeout(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::TimedOut
 }
 
 pub struct ConnectionMetrics {
@@ -134,7 +151,8 @@ impl ConnectionMetrics {
                 "switchyard_client_errors_total",
                 "Client connections ended by a client error before or between requests: \
                  header_timeout, header_too_large (431), bad_request (400), h2_flood \
-                 (GOAWAY ENHANCE_YOUR_CALM), h2_protocol, io.",
+                 (GOAWAY ENHANCE_YOUR_CALM), h2_protocol, send_timeout (a client that \
+                 stopped reading), io.",
             ),
             &["kind"],
         )?;
