@@ -70,6 +70,8 @@ struct State {
     epoch: Instant,
     budget_spent: AtomicBool,
     max_requests: u64,
+    /// Wakes the driver when the request budget is spent (once per connection). Nothing
+    /// else wakes it per request: the keep-alive timer is lazy (see [`State::deadline`]).
     changed: Notify,
 }
 
@@ -88,8 +90,11 @@ impl State {
         InFlight(self.clone())
     }
 
-    /// When the connection must be closed if nothing changes: before its first request, at
-    /// `first_request` (or `keepalive`, if sooner); after it, once idle for `keepalive`.
+    /// When the driver should look again: before the first request, at `first_request` (or
+    /// `keepalive`, if sooner); after it, when the connection would have been idle for
+    /// `keepalive` as things stand. The timer is lazy: requests starting and ending do not
+    /// move it (that would cost a wake-up and a timer update per request); when it fires,
+    /// [`State::idle_for`] says whether the connection really was idle that long.
     fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
         if self.served.load(Ordering::Relaxed) == 0 {
             let first = match (limits.first_request, limits.keepalive) {
@@ -98,16 +103,21 @@ impl State {
             };
             return first.map(|f| self.epoch + f);
         }
-        limits.keepalive.and_then(|k| self.idle_deadline(k))
-    }
-
-    /// When the connection becomes idle-closable, if nothing is in flight now.
-    fn idle_deadline(&self, keepalive: Duration) -> Option<Instant> {
+        let keepalive = limits.keepalive?;
         if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return None;
+            return Some(Instant::now() + keepalive);
         }
         let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
         Some(self.epoch + since + keepalive)
+    }
+
+    /// Whether nothing has been in flight for `keepalive` now.
+    fn idle_for(&self, keepalive: Duration) -> bool {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
+        self.epoch + since + keepalive <= Instant::now()
     }
 }
 
@@ -119,7 +129,6 @@ impl Drop for InFlight {
         let state = &self.0;
         if state.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             state.idle_since_ms.store(state.now_ms(), Ordering::Relaxed);
-            state.changed.notify_one();
         }
     }
 }
@@ -269,15 +278,15 @@ pub(crate) async fn drive<C>(
             _ = shutdown.wait_for(|draining| draining.is_some()) => Ending::Polite(None),
             _ = state.changed.notified() => {
                 if !state.budget_spent.load(Ordering::Relaxed) {
-                    continue; // in-flight count changed: recompute the idle deadline
+                    continue;
                 }
                 Ending::Polite(Some(ConnectionClose::MaxRequests))
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 if state.served.load(Ordering::Relaxed) == 0 {
                     Ending::NoRequest
-                } else if state.in_flight.load(Ordering::Relaxed) > 0 {
-                    continue;
+                } else if !limits.keepalive.is_some_and(|k| state.idle_for(k)) {
+                    continue; // busy, or busy since the timer was set: look again later
                 } else {
                     Ending::Polite(Some(ConnectionClose::KeepaliveTimeout))
                 }
