@@ -70,6 +70,13 @@ struct State {
     epoch: Instant,
     budget_spent: AtomicBool,
     max_requests: u64,
+    /// The connection speaks HTTP/2 (seen on its first request).
+    h2: AtomicBool,
+    /// Response bodies that handed hyper a frame and have not been polled since: on HTTP/2,
+    /// a stream waiting for the client to grant flow-control window.
+    awaiting_poll: AtomicUsize,
+    /// Response body polls, all streams together: progress, for the HTTP/2 stall watchdog.
+    polls: AtomicU64,
     /// Wakes the driver when the request budget is spent (once per connection). Nothing
     /// else wakes it per request: the keep-alive timer is lazy (see [`State::deadline`]).
     changed: Notify,
@@ -80,14 +87,20 @@ impl State {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn started(self: &Arc<Self>) -> InFlight {
+    fn started(self: &Arc<Self>, h2: bool) -> InFlight {
         let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        if h2 && served == 1 {
+            self.h2.store(true, Ordering::Relaxed);
+        }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         if self.max_requests > 0 && served == self.max_requests {
             self.budget_spent.store(true, Ordering::Relaxed);
             self.changed.notify_one();
         }
-        InFlight(self.clone())
+        InFlight {
+            state: self.clone(),
+            awaiting: false,
+        }
     }
 
     /// When the driver should look again: before the first request, at `first_request` (or
@@ -97,18 +110,57 @@ impl State {
     /// [`State::idle_for`] says whether the connection really was idle that long.
     fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
         if self.served.load(Ordering::Relaxed) == 0 {
-            let first = match (limits.first_request, limits.keepalive) {
-                (Some(f), Some(k)) => Some(f.min(k)),
-                (f, k) => f.or(k),
+            // The first look also comes no later than `send_timeout`, so that the HTTP/2
+            // watchdog starts in time on a connection whose first request is a stream.
+            let look = [limits.first_request, limits.keepalive, limits.send_timeout]
+                .into_iter()
+                .flatten()
+                .min()?;
+            return Some(self.epoch + look);
+        }
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            // Busy: look again after the keep-alive time, or sooner on HTTP/2, whose streams
+            // the stall watchdog checks every `send_timeout`.
+            let recheck = match (limits.keepalive, self.watchdog(limits)) {
+                (Some(k), Some(s)) => k.min(s),
+                (k, s) => k.or(s)?,
             };
-            return first.map(|f| self.epoch + f);
+            return Some(Instant::now() + recheck);
         }
         let keepalive = limits.keepalive?;
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Some(Instant::now() + keepalive);
-        }
         let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
         Some(self.epoch + since + keepalive)
+    }
+
+    /// Whether the connection has gone without a first request for its whole allowance
+    /// (`first_request`, or `keepalive` if sooner).
+    fn first_request_overdue(&self, limits: &ConnectionLimits) -> bool {
+        let allowance = match (limits.first_request, limits.keepalive) {
+            (Some(f), Some(k)) => f.min(k),
+            (Some(d), None) | (None, Some(d)) => d,
+            (None, None) => return false,
+        };
+        self.epoch + allowance <= Instant::now()
+    }
+
+    /// The HTTP/2 stall watchdog's period, if it runs on this connection.
+    fn watchdog(&self, limits: &ConnectionLimits) -> Option<Duration> {
+        limits
+            .send_timeout
+            .filter(|_| self.h2.load(Ordering::Relaxed))
+    }
+
+    /// The watchdog's look: whether a response has been waiting to send and no body was
+    /// polled since the last look (one `send_timeout` ago); `seen` carries the poll count.
+    fn stalled(&self, seen: &mut Option<u64>) -> bool {
+        let polls = self.polls.load(Ordering::Relaxed);
+        if self.awaiting_poll.load(Ordering::Relaxed) == 0 {
+            *seen = None;
+            return false;
+        }
+        let stalled = *seen == Some(polls);
+        *seen = Some(polls);
+        stalled
     }
 
     /// Whether nothing has been in flight for `keepalive` now.
@@ -122,11 +174,35 @@ impl State {
 }
 
 /// One request or response in flight on the connection; ends when dropped.
-struct InFlight(Arc<State>);
+struct InFlight {
+    state: Arc<State>,
+    /// This response's body handed hyper a frame and was not polled since.
+    awaiting: bool,
+}
+
+impl InFlight {
+    /// The body is being polled: progress, and no longer waiting for hyper.
+    fn polled(&mut self) {
+        self.state.polls.fetch_add(1, Ordering::Relaxed);
+        if self.awaiting {
+            self.awaiting = false;
+            self.state.awaiting_poll.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The body handed hyper a frame: until it is polled again, hyper is waiting to send it.
+    fn handed_over(&mut self) {
+        self.awaiting = true;
+        self.state.awaiting_poll.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let state = &self.0;
+        let state = &self.state;
+        if self.awaiting {
+            state.awaiting_poll.fetch_sub(1, Ordering::Relaxed);
+        }
         if state.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             state.idle_since_ms.store(state.now_ms(), Ordering::Relaxed);
         }
@@ -154,7 +230,7 @@ where
         if let Some(cert) = self.cert {
             req.extensions_mut().insert(cert);
         }
-        let in_flight = self.state.started();
+        let in_flight = self.state.started(req.version() == http::Version::HTTP_2);
         CountedFuture {
             inner: self.inner.call(req),
             in_flight: Some(in_flight),
@@ -181,12 +257,7 @@ where
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
         let in_flight = this.in_flight.take();
-        Poll::Ready(result.map(|resp| {
-            resp.map(|body| Tracked {
-                body,
-                _in_flight: in_flight,
-            })
-        }))
+        Poll::Ready(result.map(|resp| resp.map(|body| Tracked { body, in_flight })))
     }
 }
 
@@ -195,7 +266,7 @@ pin_project! {
     pub(crate) struct Tracked<B> {
         #[pin]
         body: B,
-        _in_flight: Option<InFlight>,
+        in_flight: Option<InFlight>,
     }
 }
 
@@ -207,7 +278,15 @@ impl<B: Body> Body for Tracked<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
+        let this = self.project();
+        if let Some(in_flight) = this.in_flight.as_mut() {
+            in_flight.polled();
+        }
+        let polled = this.body.poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(_))), Some(in_flight)) = (&polled, this.in_flight.as_mut()) {
+            in_flight.handed_over();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -231,6 +310,9 @@ pub(crate) fn counted<S>(
         idle_since_ms: AtomicU64::new(0),
         epoch: Instant::now(),
         budget_spent: AtomicBool::new(false),
+        h2: AtomicBool::new(false),
+        awaiting_poll: AtomicUsize::new(0),
+        polls: AtomicU64::new(0),
         max_requests: limits.max_requests,
         changed: Notify::new(),
     });
@@ -256,6 +338,8 @@ enum Ending {
     Polite(Option<ConnectionClose>),
     /// No request head arrived in time: close now.
     NoRequest,
+    /// HTTP/2 streams had data ready and the client took none for `send_timeout`: drop it.
+    Stalled,
 }
 
 /// Serve `conn` to the end, closing it politely when its limits say so or the drain begins.
@@ -271,6 +355,8 @@ pub(crate) async fn drive<C>(
 {
     tokio::pin!(conn);
     let Watch { state, limits } = watch;
+    // Body polls seen at the watchdog's last look, if something was waiting then.
+    let mut stalled_at: Option<u64> = None;
     let result = loop {
         let deadline = state.deadline(&limits);
         let ending = tokio::select! {
@@ -284,7 +370,12 @@ pub(crate) async fn drive<C>(
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 if state.served.load(Ordering::Relaxed) == 0 {
+                    if !state.first_request_overdue(&limits) {
+                        continue; // an early look (send_timeout): nothing to do yet
+                    }
                     Ending::NoRequest
+                } else if state.watchdog(&limits).is_some() && state.stalled(&mut stalled_at) {
+                    Ending::Stalled
                 } else if !limits.keepalive.is_some_and(|k| state.idle_for(k)) {
                     continue; // busy, or busy since the timer was set: look again later
                 } else {
@@ -294,6 +385,16 @@ pub(crate) async fn drive<C>(
         };
         let close = match ending {
             Ending::Polite(close) => close,
+            Ending::Stalled => {
+                // HTTP/2: responses had data ready and the client took none of it for a whole
+                // `send_timeout` (no flow-control window granted). Politeness would wait for
+                // those very streams: drop the connection, and the upstream requests with it.
+                metrics
+                    .connections
+                    .error(ClientConnectionError::SendTimeout);
+                tracing::debug!(listener, %peer, "HTTP/2 client took nothing for send_timeout; closing");
+                return;
+            }
             Ending::NoRequest => {
                 // No request head within `header_read_timeout`: an idle or trickling client.
                 // Close it (GOAWAY on HTTP/2, which it may have spoken); hyper may still be
