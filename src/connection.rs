@@ -118,7 +118,7 @@ impl State {
                 .min()?;
             return Some(self.epoch + look);
         }
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
             // Busy: look again after the keep-alive time, or sooner on HTTP/2, whose streams
             // the stall watchdog checks every `send_timeout`.
             let recheck = match (limits.keepalive, self.watchdog(limits)) {
@@ -165,7 +165,7 @@ impl State {
 
     /// Whether nothing has been in flight for `keepalive` now.
     fn idle_for(&self, keepalive: Duration) -> bool {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
             return false;
         }
         let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
@@ -203,9 +203,12 @@ impl Drop for InFlight {
         if self.awaiting {
             state.awaiting_poll.fetch_sub(1, Ordering::Relaxed);
         }
-        if state.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            state.idle_since_ms.store(state.now_ms(), Ordering::Relaxed);
-        }
+        // Idle-since first, then the count (Release; the driver loads it with Acquire): a
+        // driver that sees nothing in flight also sees when that began. (Bodies of HTTP/2
+        // streams may be dropped on another thread.) Storing it while other responses are
+        // still in flight is harmless: only a count of zero makes the driver read it.
+        state.idle_since_ms.store(state.now_ms(), Ordering::Relaxed);
+        state.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -360,6 +363,8 @@ pub(crate) async fn drive<C>(
     let result = loop {
         let deadline = state.deadline(&limits);
         let ending = tokio::select! {
+            // The connection first: a head already waiting wins over a timer due now.
+            biased;
             result = conn.as_mut() => break result,
             _ = shutdown.wait_for(|draining| draining.is_some()) => Ending::Polite(None),
             _ = state.changed.notified() => {
@@ -399,12 +404,22 @@ pub(crate) async fn drive<C>(
                 // No request head within `header_read_timeout`: an idle or trickling client.
                 // Close it (GOAWAY on HTTP/2, which it may have spoken); hyper may still be
                 // waiting for the rest of a head, so do not wait long.
+                tracing::debug!(listener, %peer, "no request head in time; closing");
+                conn.as_mut().graceful_shutdown();
+                let grace = tokio::time::timeout(FIRST_REQUEST_GRACE, conn.as_mut()).await;
+                if state.served.load(Ordering::Relaxed) > 0 {
+                    // A head that completed meanwhile was accepted: serve it to the end, as
+                    // the polite path does (GOAWAY or `connection: close` already went out).
+                    match grace {
+                        Ok(result) => break result,
+                        Err(_) => break conn.await,
+                    }
+                }
+                // Counted once here, whatever hyper made of it (its own header timer may
+                // have fired too).
                 metrics
                     .connections
                     .error(ClientConnectionError::HeaderTimeout);
-                tracing::debug!(listener, %peer, "no request head in time; closing");
-                conn.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(FIRST_REQUEST_GRACE, conn.as_mut()).await;
                 return;
             }
         };

@@ -5,8 +5,9 @@
 //!
 //! The clock runs only while the gateway has something to send that the client does not take:
 //! it starts at the first write that cannot proceed (the socket's send buffer is full). It
-//! stops when the client has caught up (a write takes everything offered, or a flush
-//! completes) or has taken at least [`MIN_PROGRESS`] bytes since it started. A client that
+//! stops when the client has caught up (a flush completes: hyper, h2 and the WebSocket relay
+//! flush once their own buffers are empty; a write that merely fits in a TLS buffer proves
+//! nothing) or has taken at least [`MIN_PROGRESS`] bytes since it started. A client that
 //! reads nothing, or trickles (64 bytes every few seconds: the classic slow-read attack, which
 //! a plain "time between two writes" lets through), gets the connection's writes failing with
 //! [`SendTimeout`] once the timeout passed. That ends the connection (hyper drops it; on
@@ -80,18 +81,17 @@ impl<T: Abort> SendDeadline<T> {
         }
     }
 
-    /// A write of `offered` bytes returned `polled`: start, keep, stop or enforce the clock.
+    /// A write returned `polled`: start, keep, stop or enforce the clock.
     fn wrote(
         &mut self,
         cx: &mut Context<'_>,
-        offered: usize,
         polled: Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
         match polled {
             Poll::Ready(Ok(n)) if self.armed => {
                 self.progress = self.progress.saturating_add(n);
-                if n >= offered || self.progress >= MIN_PROGRESS {
-                    self.armed = false; // caught up, or moving at a real pace
+                if self.progress >= MIN_PROGRESS {
+                    self.armed = false; // moving at a real pace
                     Poll::Ready(Ok(n))
                 } else if self.expired() {
                     Poll::Ready(Err(self.cut()))
@@ -181,7 +181,7 @@ impl<T: AsyncWrite + Abort + Unpin> AsyncWrite for SendDeadline<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.wrote(cx, buf.len(), polled)
+        this.wrote(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -191,12 +191,7 @@ impl<T: AsyncWrite + Abort + Unpin> AsyncWrite for SendDeadline<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        let offered = if this.armed {
-            bufs.iter().map(|b| b.len()).sum()
-        } else {
-            0 // not needed while the clock is stopped
-        };
-        this.wrote(cx, offered, polled)
+        this.wrote(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -223,6 +218,47 @@ mod tests {
 
     impl Abort for DuplexStream {
         fn abort_on_close(&self) {}
+    }
+
+    impl Abort for tokio::io::BufWriter<DuplexStream> {
+        fn abort_on_close(&self) {}
+    }
+
+    /// A TLS stream takes whole writes into its own buffer while the socket is blocked; that
+    /// is not the client catching up (only a completed flush is). A trickling client behind
+    /// such a buffer (here a `BufWriter`, written then flushed the way hyper does) is cut.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_only_fills_a_buffer_does_not_stop_the_clock() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let buffered = tokio::io::BufWriter::with_capacity(64, near);
+        let mut io = SendDeadline::new(buffered, Some(Duration::from_secs(5)));
+        tokio::spawn(async move {
+            let mut buf = [0; 8];
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if far.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+            }
+        });
+        let started = Instant::now();
+        // Each round offers 64 bytes and the client takes 8 every 2 s: it never catches up.
+        let rounds = async {
+            loop {
+                if let Err(e) = io.write_all(&[1; 64]).await {
+                    return e;
+                }
+                if let Err(e) = io.flush().await {
+                    return e;
+                }
+            }
+        };
+        let err = tokio::time::timeout(Duration::from_secs(60), rounds)
+            .await
+            .expect("cut within the minute");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let took = started.elapsed();
+        assert!(took <= Duration::from_secs(7), "{took:?}");
     }
 
     /// A write that cannot proceed (the peer reads nothing) fails after the timeout with the
@@ -314,6 +350,7 @@ mod tests {
         });
         io.write_all(&[0; 64]).await.unwrap(); // fills the pipe
         io.write_all(&[1; 16]).await.unwrap(); // blocks at 0 s until the drain at 4 s
+        io.flush().await.unwrap(); // all taken: the clock stops
         tokio::time::sleep(Duration::from_secs(60)).await; // nothing to send
         io.write_all(&[2; 48]).await.unwrap(); // fills the pipe again at 64 s
         io.write_all(&[3; 16]).await.unwrap(); // blocks until 68 s: not cut

@@ -409,7 +409,6 @@ fn count(
         })
 }
 
-/// An HTTP/2 flow-control window: 64 KiB (the protocol's initial window) to 16 MiB.
 /// A client socket's send buffer size: 4 KiB to 64 MiB.
 fn send_buffer(key: &str, value: &RawSize) -> Result<usize, ConfigError> {
     let bytes = size(key, value)?;
@@ -425,6 +424,7 @@ fn send_buffer(key: &str, value: &RawSize) -> Result<usize, ConfigError> {
         })
 }
 
+/// An HTTP/2 flow-control window: 64 KiB (the protocol's initial window) to 16 MiB.
 fn window(key: &str, value: Option<&RawSize>, default: u32) -> Result<u32, ConfigError> {
     let Some(value) = value else {
         return Ok(default);

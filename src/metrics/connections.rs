@@ -89,6 +89,11 @@ impl ClientConnectionError {
                 });
             }
             if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+                if hyper.is_user() {
+                    // The service or a response body failed (an upstream's error): not the
+                    // client's doing.
+                    return None;
+                }
                 if hyper.is_timeout() {
                     return Some(ClientConnectionError::HeaderTimeout);
                 }
@@ -103,7 +108,11 @@ impl ClientConnectionError {
                 }
             }
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if is_send_timeout(io) {
+                // HTTP/1.1 keeps the error itself; h2 (above) only its kind.
+                if io
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<crate::send_deadline::SendTimeout>())
+                {
                     return Some(ClientConnectionError::SendTimeout);
                 }
                 return Some(ClientConnectionError::Io);

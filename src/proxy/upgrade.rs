@@ -22,7 +22,9 @@
 //!
 //! Choices:
 //! - **Timeouts.** A session is not HTTP: the idle and request timeouts of responses do not
-//!   apply, and the gateway adds none (Realtime sessions may be silent for minutes). A session
+//!   apply, and the gateway adds none (Realtime sessions may be silent for minutes) except
+//!   `limits.send_timeout` on writes to the client, which stays on the upgraded socket: a
+//!   client that stops reading what the upstream sends is cut (logged, not counted). A session
 //!   ends when both peers closed (the close handshake, then FIN; a half-close is passed on and
 //!   the other direction keeps flowing), when either fails (reset), or 10 s after one peer
 //!   ended if the other does not follow (a WebSocket has no use for a half-open connection;
