@@ -52,6 +52,10 @@ pub(crate) struct Sse {
     event: SmallBuf<EVENT_CAP>,
     /// The current event has data (its JSON document has begun).
     data: bool,
+    /// What the current event's JSON is scanned for: decided once, at its first `data` field,
+    /// so that a first token found mid-event cannot change the scan between two frames (the
+    /// outcome must not depend on where the body is split).
+    scan: Flags,
     token_seen: bool,
     ids_done: bool,
 }
@@ -66,12 +70,13 @@ impl Sse {
             field: SmallBuf::new(),
             event: SmallBuf::new(),
             data: false,
+            scan: Flags::default(),
             token_seen: false,
             ids_done: false,
         }
     }
 
-    /// What the JSON of the current event is scanned for.
+    /// What the JSON of an event starting now would be scanned for.
     fn flags(&self) -> Flags {
         Flags {
             usage: self.want.usage,
@@ -129,7 +134,7 @@ impl Sse {
                     let run = rest.get(..end.unwrap_or(rest.len())).unwrap_or_default();
                     match kind {
                         Kind::Data => {
-                            scanner.feed(run, self.flags(), found);
+                            scanner.feed(run, self.scan, found);
                             self.token_seen |= found.token;
                         }
                         Kind::Event => self.event.extend(run),
@@ -181,11 +186,12 @@ impl Sse {
 
     fn begin_value(&mut self, kind: Kind, scanner: &mut Scanner, found: &mut Found) {
         match kind {
-            Kind::Data if self.data => scanner.line_break(self.flags(), found),
+            Kind::Data if self.data => scanner.line_break(self.scan, found),
             Kind::Data => {
                 self.data = true;
                 scanner.reset();
                 self.check_event(found);
+                self.scan = self.flags();
             }
             Kind::Event => self.event.clear(),
             Kind::Ignore => {}
@@ -229,3 +235,7 @@ impl Sse {
         self.field.len() + self.event.len()
     }
 }
+
+#[cfg(test)]
+#[path = "sse_tests.rs"]
+mod tests;
