@@ -380,9 +380,9 @@ async fn classify(
 }
 
 /// Read a whole request body into one buffer: at most `limit` bytes, each frame within
-/// `idle` of the last, all of it by `deadline`. Sized from `content-length` when declared (up
-/// to [`READ_AHEAD`]), so a body up to 1 MiB is copied once; a body that arrives as a single
-/// frame is not copied at all.
+/// `idle` of the last, all of it by `deadline`. A body that arrives as a single frame is not
+/// copied at all; otherwise it is copied once into a buffer sized in two steps (see
+/// [`BodyBuf`]), so a slow client declaring a large body holds no more than [`READ_AHEAD`].
 async fn read_body(
     body: &mut Incoming,
     limit: u64,
@@ -390,10 +390,7 @@ async fn read_body(
     idle: Duration,
     deadline: Instant,
 ) -> Result<Bytes, ProxyError> {
-    // At most READ_AHEAD up front: a declared 32 MiB that arrives a byte at a time (a slow
-    // POST) must not reserve 32 MiB per connection; larger bodies grow as they arrive.
-    let capacity = usize::try_from(declared.unwrap_or(0).min(limit).min(READ_AHEAD)).unwrap_or(0);
-    let mut buf = BytesMut::with_capacity(capacity);
+    let mut buf = BodyBuf::new(declared, limit);
     loop {
         let wait = deadline.min(Instant::now() + idle);
         let frame = match tokio::time::timeout_at(wait, body.frame()).await {
@@ -411,13 +408,57 @@ async fn read_body(
         if buf.is_empty() && body.is_end_stream() {
             return Ok(data);
         }
-        buf.extend_from_slice(&data);
+        buf.extend(&data);
     }
     Ok(buf.freeze())
 }
 
+/// The buffer a body is read into, sized from its `content-length` in two steps: up to
+/// [`READ_AHEAD`] before any byte arrives, the whole declared length (within the limit) once
+/// the client has sent more than that. A slow POST declaring 32 MiB and sending a byte at a
+/// time thus holds 64 KiB, not a reservation of its declared size (10,000 of them reserved
+/// 10.6 GB of address space at 1 MiB each; 1.2 GB now); a fast large body costs one extra
+/// copy of its first 64 KiB. Without a length (chunked) the buffer doubles as it fills.
+struct BodyBuf {
+    buf: BytesMut,
+    /// The declared length, capped at the limit; 0 when none was declared.
+    declared: usize,
+}
+
+impl BodyBuf {
+    fn new(declared: Option<u64>, limit: u64) -> BodyBuf {
+        let declared = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
+        let ahead = usize::try_from(READ_AHEAD).unwrap_or(usize::MAX);
+        BodyBuf {
+            buf: BytesMut::with_capacity(declared.min(ahead)),
+            declared,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    fn extend(&mut self, data: &[u8]) {
+        let needed = self.buf.len() + data.len();
+        if needed > self.buf.capacity() && self.declared > needed {
+            // Past the read-ahead: the client is really sending; make room for all it declared.
+            self.buf.reserve(self.declared - self.buf.len());
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    fn freeze(self) -> Bytes {
+        self.buf.freeze()
+    }
+}
+
 /// The most buffer reserved for a body before its bytes arrive.
-const READ_AHEAD: u64 = 1024 * 1024;
+const READ_AHEAD: u64 = 64 * 1024;
 
 /// How much of a refused request's body is read and discarded, at most.
 const LINGER_BYTES: u64 = 1024 * 1024;
@@ -767,5 +808,76 @@ mod future_size {
     fn the_request_future_stays_under_4_kib() {
         let size = future_size(super::handle);
         assert!(size <= 4096, "proxy::handle's future is {size} bytes");
+    }
+}
+
+#[cfg(test)]
+mod body_buf {
+    use super::{BodyBuf, READ_AHEAD};
+
+    const AHEAD: usize = READ_AHEAD as usize;
+    const LIMIT: u64 = 32 * 1024 * 1024;
+
+    #[test]
+    fn a_large_declared_body_reserves_only_the_read_ahead_until_it_arrives() {
+        let mut buf = BodyBuf::new(Some(LIMIT), LIMIT);
+        assert_eq!(buf.buf.capacity(), AHEAD);
+        // A slow POST: a byte at a time, never past the read-ahead.
+        for _ in 0..1000 {
+            buf.extend(b"x");
+        }
+        assert_eq!(
+            buf.buf.capacity(),
+            AHEAD,
+            "no growth while under the read-ahead"
+        );
+        assert_eq!(buf.len(), 1000);
+    }
+
+    #[test]
+    fn past_the_read_ahead_the_whole_declared_length_is_reserved_once() {
+        let declared = 1024 * 1024 + 7;
+        let mut buf = BodyBuf::new(Some(declared as u64), LIMIT);
+        let chunk = vec![b'a'; 16 * 1024 + 3];
+        let mut sent = 0;
+        let mut capacities = Vec::new();
+        while sent < declared {
+            let n = chunk.len().min(declared - sent);
+            buf.extend(&chunk[..n]);
+            sent += n;
+            capacities.push(buf.buf.capacity());
+        }
+        capacities.dedup();
+        assert_eq!(capacities.len(), 2, "one reallocation: {capacities:?}");
+        assert!(capacities[1] >= declared && capacities[1] < declared + AHEAD);
+        let body = buf.freeze();
+        assert_eq!(body.len(), declared);
+        assert!(body.iter().all(|&b| b == b'a'));
+    }
+
+    #[test]
+    fn small_and_undeclared_bodies() {
+        let mut small = BodyBuf::new(Some(300), LIMIT);
+        assert_eq!(small.buf.capacity(), 300);
+        small.extend(&[1; 200]);
+        small.extend(&[2; 100]);
+        assert_eq!(small.buf.capacity(), 300);
+        assert_eq!(&small.freeze()[195..205], &[1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
+
+        // A length larger than the limit reserves no more than the read-ahead either.
+        assert_eq!(BodyBuf::new(Some(u64::MAX), LIMIT).buf.capacity(), AHEAD);
+
+        // A client that sends more than it declared (hyper refuses that on the wire; the
+        // buffer still just grows).
+        let mut liar = BodyBuf::new(Some(10), LIMIT);
+        liar.extend(&[7; 100]);
+        assert_eq!(liar.len(), 100);
+
+        let mut chunked = BodyBuf::new(None, LIMIT);
+        assert!(chunked.is_empty());
+        for _ in 0..100 {
+            chunked.extend(&[3; 1000]);
+        }
+        assert_eq!(chunked.freeze().len(), 100_000);
     }
 }
