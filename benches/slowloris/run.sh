@@ -401,6 +401,19 @@ sampler() {
     done >>"$1"
 }
 
+# wait_quiet: until the gateway, and the machine as a whole (the kernel freeing what slow
+# readers held, say), each use under 0.2 of a core over half a second (at most SETTLE_MAX s);
+# fails if they never do.
+wait_quiet() {
+    local c0 c1 m0 m1
+    for _ in $(seq $((SETTLE_MAX * 2))); do
+        c0=$(cpu_ticks "$GW_PID"); m0=$(machine_ticks); sleep 0.5; c1=$(cpu_ticks "$GW_PID"); m1=$(machine_ticks)
+        [ $((m1 - m0)) -le $((CLK_TCK / 10)) ] || continue
+        if [ $((c1 - c0)) -le $((CLK_TCK / 10)) ]; then return 0; fi
+    done
+    return 1
+}
+
 # attack_round KIND MODES N ROUND: one round on the running gateway: the legitimate baseline,
 # then N hostile connections of KIND opened while legitimate traffic runs, held (the gateway
 # quiet again) while it runs again, and (last round only) held on until the gateway's timeouts
@@ -408,6 +421,8 @@ sampler() {
 attack_round() {
     local kind=$1 modes=$2 n=$3 r=$4 fifo out cpid fd ready="" done_line=""
     fifo=$WORK/attack-$kind-$r.in; out=$WORK/attack-$kind-$r.out
+    # The last round's leavers (thousands of closes, freed kernel buffers) are over first.
+    wait_quiet >/dev/null || log "  NOTE: the gateway was still busy after ${SETTLE_MAX}s"
     local conns0 base
     conns0=$(gw_conns)
     base=$(legit "$BASE_SECONDS")
@@ -437,12 +452,9 @@ attack_round() {
     [ -n "$opening" ] || opening=null
     # Held: wait until the gateway is quiet again (under 0.2 of a core over half a second, at
     # most SETTLE_MAX s), so that the attack's opening is over.
-    local settle_t0 settle_s quiet=false c0 c1 opening_cpu
+    local settle_t0 settle_s quiet=false opening_cpu
     settle_t0=$(date +%s.%N)
-    for _ in $(seq $((SETTLE_MAX * 2))); do
-        c0=$(cpu_ticks "$GW_PID"); sleep 0.5; c1=$(cpu_ticks "$GW_PID")
-        if [ $((c1 - c0)) -le $((CLK_TCK / 10)) ]; then quiet=true; break; fi
-    done
+    if wait_quiet; then quiet=true; fi
     settle_s=$(awk -v a="$settle_t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
     opening_cpu=$(( $(cpu_ticks "$GW_PID") - g_start ))
     [ "$quiet" = true ] || log "  NOTE: the gateway was still busy after ${SETTLE_MAX}s"
