@@ -13,6 +13,15 @@ use switchyard::{demo, logging, server};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Have jemalloc return freed memory to the kernel from its own thread rather than inline in
+/// whichever allocation comes next: after thousands of slow clients leave at once, that inline
+/// purge of a gigabyte or more stalled legitimate requests for tens of milliseconds.
+fn purge_in_background() {
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "jemalloc's background purge thread did not start; freed memory is returned inline");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -26,6 +35,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => run(async move {
             let config = Config::load(&args.config)?;
             let _guard = logging::init(&config.log);
+            purge_in_background();
             let handle = server::start(config).await?;
             serve_until_stopped(&handle).await?;
             tracing::info!("shutting down: draining in-flight requests");
