@@ -154,14 +154,15 @@ pub(crate) async fn accept_loop(
                                 let io = TokioIo::new(stream);
                                 builder.serve_connection_with_upgrades(io, svc).await
                             }
-                            Some(tls) => match tls.accept(stream).await {
+                            Some(tls) => match tls.accept(stream).into_fallible().await {
                                 Ok(stream) => {
                                     let io = TokioIo::new(stream);
                                     builder.serve_connection_with_upgrades(io, svc).await
                                 }
-                                Err(error) => {
+                                Err((error, stream)) => {
                                     shared.tls_failures.fetch_add(1, Ordering::Relaxed);
                                     tracing::debug!(%error, "mock TLS handshake failed");
+                                    linger(stream).await;
                                     return;
                                 }
                             },
@@ -434,4 +435,20 @@ fn websocket_handshake(
     };
     common_headers(shared, request_id, response.headers_mut());
     response
+}
+
+/// Close a connection whose handshake failed the way a polite server does: FIN after the
+/// alert, then read what the client still sends until it hangs up (at most a second). In
+/// TLS 1.3 a client learns that its certificate was refused only after its handshake ended,
+/// often with its first request already sent; closing with that request unread would send a
+/// RST, which discards the alert in the client's receive queue, and the client would see a
+/// bare broken pipe instead of the refusal (a test flake, 1 run in 4 on a loaded machine).
+async fn linger(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while matches!(stream.read(&mut sink).await, Ok(1..)) {}
+    })
+    .await;
 }
