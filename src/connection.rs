@@ -9,7 +9,6 @@
 //! when the request budget is spent, when it has been idle for `keepalive_timeout`, or when
 //! the drain begins.
 
-use std::error::Error as StdError;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,7 +19,6 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use hyper_util::server::graceful::GracefulConnection;
 use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -28,6 +26,7 @@ use tokio::time::Instant;
 use crate::clients::ClientCert;
 use crate::listener::Shutdown;
 use crate::metrics::{ClientConnectionError, ConnectionClose, Metrics};
+use crate::served::Graceful;
 
 /// How long a connection closed for sending no request head may take to say goodbye (an
 /// HTTP/2 GOAWAY) before it is dropped.
@@ -354,7 +353,7 @@ pub(crate) async fn drive<C>(
     listener: &'static str,
     peer: SocketAddr,
 ) where
-    C: GracefulConnection<Error = Box<dyn StdError + Send + Sync>>,
+    C: Graceful,
 {
     tokio::pin!(conn);
     let Watch { state, limits } = watch;

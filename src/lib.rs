@@ -54,6 +54,7 @@ pub mod proxy;
 pub mod reload;
 pub mod runtime;
 mod send_deadline;
+mod served;
 pub mod server;
 pub mod tls;
 pub mod upstream;

@@ -18,8 +18,6 @@ use std::time::Duration;
 use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -34,7 +32,7 @@ use sha2::{Digest, Sha256};
 use crate::clients::ClientCert;
 use crate::connection::{self, ConnectionLimits};
 use crate::metrics::{Metrics, TlsHandshakeError};
-use crate::send_deadline::SendDeadline;
+use crate::served::{self, Protocols, Served};
 
 /// Shutdown as the accept loops see it: `None` while serving; once draining, the instant by
 /// which open connections must have finished (`server.drain_timeout` after SIGTERM).
@@ -50,38 +48,6 @@ pub(crate) struct TlsSettings {
     /// A client must finish the handshake within this (`limits.header_read_timeout`).
     pub(crate) handshake_timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
-}
-
-/// One builder per way a connection may be served. Over TLS the negotiated ALPN protocol
-/// decides; without ALPN (and on plain listeners) the auto builder detects the h2 preface.
-/// Connections that may be HTTP/1.1 are served with upgrades, which detects the protocol from
-/// the preface whatever the builder says: ALPN `http/1.1` is served like no ALPN. ALPN `h2`
-/// keeps its h2-only builder (HTTP/2 needs no connection upgrade for extended CONNECT).
-struct Builders {
-    auto: auto::Builder<TokioExecutor>,
-    http1: auto::Builder<TokioExecutor>,
-    http2: auto::Builder<TokioExecutor>,
-}
-
-impl Builders {
-    fn new(mut auto: auto::Builder<TokioExecutor>) -> Self {
-        // Extended CONNECT (RFC 8441): WebSockets over HTTP/2. Only a `:protocol websocket`
-        // CONNECT that the proxy relays is answered with success; any other is refused.
-        auto.http2().enable_connect_protocol();
-        Self {
-            http1: auto.clone().http1_only(),
-            http2: auto.clone().http2_only(),
-            auto,
-        }
-    }
-
-    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
-        match alpn {
-            Some(b"h2") => &self.http2,
-            Some(b"http/1.1") => &self.http1,
-            _ => &self.auto,
-        }
-    }
 }
 
 /// Where an accept loop takes its connections from.
@@ -258,7 +224,7 @@ pub(crate) async fn distribute(
 /// How an accept loop serves its connections: the hyper builder, the limits per connection,
 /// and where client errors are counted.
 pub(crate) struct Serving {
-    pub(crate) builder: auto::Builder<TokioExecutor>,
+    pub(crate) protocols: Protocols,
     pub(crate) limits: ConnectionLimits,
     pub(crate) metrics: Arc<Metrics>,
 }
@@ -286,11 +252,11 @@ pub(crate) async fn accept_loop<S, B>(
 {
     let tls = tls.map(Arc::new);
     let Serving {
-        builder,
+        protocols,
         limits,
         metrics,
     } = serving;
-    let builders = Arc::new(Builders::new(builder));
+    let protocols = Arc::new(protocols);
     // Connection tasks, so that any still running after the drain timeout can be ended.
     let mut connections = JoinSet::new();
     // A worker's connections come from the distributor, which stops on shutdown and closes
@@ -319,7 +285,7 @@ pub(crate) async fn accept_loop<S, B>(
                     // Bounds what the kernel holds for a client that reads slowly.
                     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
                 }
-                let builders = Arc::clone(&builders);
+                let protocols = Arc::clone(&protocols);
                 let service = service.clone();
                 let metrics = metrics.clone();
                 let stop = shutdown.clone();
@@ -327,8 +293,7 @@ pub(crate) async fn accept_loop<S, B>(
                     connections.spawn(async move {
                         let _open = open;
                         let (service, watch) = connection::counted(service, limits, None);
-                        let io = TokioIo::new(SendDeadline::new(stream, limits.send_timeout));
-                        let conn = builders.auto.serve_connection_with_upgrades(io, service);
+                        let conn = Served::sniff(&protocols, stream, limits.send_timeout, service);
                         connection::drive(conn, watch, stop, &metrics, name, peer).await;
                     });
                     continue;
@@ -345,22 +310,21 @@ pub(crate) async fn accept_loop<S, B>(
                         _ = stop_handshake.wait_for(|draining| draining.is_some()) => return,
                     };
                     let session = stream.get_ref().1;
-                    let alpn = session.alpn_protocol();
+                    let negotiated = served::negotiated(session.alpn_protocol());
                     // The client certificate's digest identifies a `[[clients]]` entry.
                     let cert = session
                         .peer_certificates()
                         .and_then(|chain| chain.first())
                         .map(|leaf| ClientCert(Sha256::digest(leaf.as_ref()).into()));
-                    let builder = builders.for_alpn(alpn);
-                    let io = TokioIo::new(SendDeadline::new(stream, limits.send_timeout));
                     let (service, watch) = connection::counted(service, limits, cert);
-                    if builder.is_http1_available() {
-                        let conn = builder.serve_connection_with_upgrades(io, service);
-                        connection::drive(conn, watch, stop, &metrics, name, peer).await;
-                    } else {
-                        let conn = builder.serve_connection(io, service);
-                        connection::drive(conn, watch, stop, &metrics, name, peer).await;
-                    }
+                    let conn = Served::negotiated(
+                        &protocols,
+                        negotiated,
+                        stream,
+                        limits.send_timeout,
+                        service,
+                    );
+                    connection::drive(conn, watch, stop, &metrics, name, peer).await;
                 });
             }
         }
@@ -483,16 +447,5 @@ mod tests {
         assert_eq!(declared, body.len());
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["error"]["code"], "too_many_connections");
-    }
-
-    #[test]
-    fn alpn_picks_the_builder() {
-        let builders = Builders::new(auto::Builder::new(TokioExecutor::new()));
-        assert!(!builders.for_alpn(Some(b"h2")).is_http1_available());
-        assert!(builders.for_alpn(Some(b"h2")).is_http2_available());
-        assert!(builders.for_alpn(Some(b"http/1.1")).is_http1_available());
-        assert!(!builders.for_alpn(Some(b"http/1.1")).is_http2_available());
-        let auto = builders.for_alpn(None);
-        assert!(auto.is_http1_available() && auto.is_http2_available());
     }
 }

@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
@@ -31,6 +29,7 @@ use crate::proxy::headers::MakeRequestId;
 use crate::proxy::ProxyService;
 use crate::reload::{Live, ReloadError, ReloadReport, Reloader, Trigger};
 use crate::runtime::Workers;
+use crate::served::{Http1Settings, Http2Settings, Protocols};
 
 /// Connections the kernel queues for a listener before the gateway accepts them (capped by
 /// `net.core.somaxconn`). `TcpListener::bind` uses 128, like the standard library: a burst of
@@ -167,28 +166,25 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
     let cfg = &gateway.config;
 
     let limits = &cfg.limits;
-    let mut proxy_builder = auto::Builder::new(TokioExecutor::new());
-    proxy_builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Also the keep-alive idle limit on HTTP/1.1: hyper starts it when it waits for the
-        // next request head.
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes)
-        .keep_alive(true);
-    if limits.max_headers != crate::config::defaults::MAX_HEADERS {
-        // Any other count makes hyper allocate the header array per request (hyper's docs:
-        // about 5% slower), so its own default of 100 is left alone.
-        proxy_builder.http1().max_headers(limits.max_headers);
-    }
-    proxy_builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(limits.h2.max_concurrent_streams)
-        .max_pending_accept_reset_streams(limits.h2.max_pending_resets)
-        .initial_stream_window_size(limits.h2.stream_window)
-        .initial_connection_window_size(limits.h2.connection_window);
+    let protocols = Protocols::new(
+        Http1Settings {
+            // Also the keep-alive idle limit on HTTP/1.1: hyper starts it when it waits for the
+            // next request head.
+            header_read_timeout: limits.header_read_timeout,
+            max_buf_size: Some(limits.max_header_bytes),
+            // Any other count makes hyper allocate the header array per request (hyper's docs:
+            // about 5% slower), so its own default of 100 is left alone.
+            max_headers: (limits.max_headers != crate::config::defaults::MAX_HEADERS)
+                .then_some(limits.max_headers),
+        },
+        Some(Http2Settings {
+            max_header_list_size: u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX),
+            max_concurrent_streams: limits.h2.max_concurrent_streams,
+            max_pending_accept_reset_streams: limits.h2.max_pending_resets,
+            stream_window: limits.h2.stream_window,
+            connection_window: limits.h2.connection_window,
+        }),
+    );
     let connection_limits = ConnectionLimits {
         max_requests: limits.max_requests_per_connection,
         keepalive: Some(limits.keepalive_timeout),
@@ -228,11 +224,14 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         let state = admin_state.clone();
         async move { Ok::<_, std::convert::Infallible>(admin::handle(&state, req).await) }
     });
-    let mut admin_builder = auto::Builder::new(TokioExecutor::new());
-    admin_builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+    let admin_protocols = Protocols::new(
+        Http1Settings {
+            header_read_timeout: Duration::from_secs(10),
+            max_buf_size: None,
+            max_headers: None,
+        },
+        None,
+    );
 
     let (shutdown, rx) = watch::channel(None);
     // The client listeners, served by every worker thread (see runtime.rs).
@@ -282,7 +281,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         jobs.push(WorkerJob {
             plain: plain_rx,
             tls: tls_rx,
-            builder: proxy_builder.clone(),
+            protocols: protocols.clone(),
             limits: connection_limits,
             metrics: metrics.clone(),
             service: proxy_service.clone(),
@@ -326,7 +325,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         Source::Listener(admin.listener),
         None,
         listener::Serving {
-            builder: admin_builder,
+            protocols: admin_protocols,
             limits: ConnectionLimits::NONE,
             metrics: metrics.clone(),
         },
@@ -410,7 +409,7 @@ impl Bound {
 struct WorkerJob<S> {
     plain: Option<mpsc::UnboundedReceiver<Handoff>>,
     tls: Option<(mpsc::UnboundedReceiver<Handoff>, listener::TlsSettings)>,
-    builder: auto::Builder<TokioExecutor>,
+    protocols: Protocols,
     limits: ConnectionLimits,
     metrics: Arc<Metrics>,
     service: S,
@@ -436,7 +435,7 @@ where
             Source::Handoff(rx),
             None,
             listener::Serving {
-                builder: job.builder.clone(),
+                protocols: job.protocols.clone(),
                 limits: job.limits,
                 metrics: job.metrics.clone(),
             },
@@ -450,7 +449,7 @@ where
             Source::Handoff(rx),
             Some(settings),
             listener::Serving {
-                builder: job.builder,
+                protocols: job.protocols,
                 limits: job.limits,
                 metrics: job.metrics,
             },

@@ -298,3 +298,39 @@ async fn h2_client_reset_reaches_h1_and_h2_upstreams() {
     }
     h.shutdown().await;
 }
+
+/// A plain connection's protocol is told by peeking at its first bytes. A client that sends
+/// them a few at a time is still told apart and served in its own protocol: the preface in
+/// three writes is HTTP/2, and a request whose first write is a lone `P` (which could still
+/// be the preface) is HTTP/1.1.
+#[tokio::test]
+async fn trickled_first_bytes_are_still_told_apart() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start().await;
+
+    let mut h2 = tokio::net::TcpStream::connect(h.proxy_addr).await.unwrap();
+    let preface = common::H2_PREFACE_AND_SETTINGS;
+    for part in [&preface[..1], &preface[1..10], &preface[10..]] {
+        h2.write_all(part).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    common::expect_h2_settings(&mut h2).await;
+    drop(h2);
+
+    let body = chat(false);
+    let parts = [
+        "P".to_owned(),
+        format!(
+            "OST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    ];
+    let response =
+        common::trickle(h.proxy_addr, &parts, std::time::Duration::from_millis(100)).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let got = h.primary.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body.as_ref(), body.as_bytes());
+    h.shutdown().await;
+}

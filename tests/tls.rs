@@ -761,3 +761,49 @@ async fn a_stalled_upstream_tls_handshake_is_a_connect_timeout() {
     h.shutdown().await;
     acceptor.abort();
 }
+
+/// A TLS client that offers no ALPN protocol is served in what it speaks: HTTP/1.1, or HTTP/2
+/// with prior knowledge (told from its first bytes, as on a plain listener).
+#[tokio::test]
+async fn tls_without_alpn_is_told_by_its_first_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = TestCerts::new();
+    let h = Harness::with_config(&server_tls(&certs.trusted, None, None)).await;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config_for(
+        &certs.trusted,
+        None,
+    )));
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(h.proxy_addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::IpAddress(h.proxy_addr.ip().into());
+        let tls = connector.connect(name, tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), None, "no ALPN offered");
+        tls
+    };
+
+    let body =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let mut http1 = connect().await;
+    http1
+        .write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    // The gateway closes after `connection: close`; a missing close_notify is not the point.
+    let _ = tokio::time::timeout(SOON, http1.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(h.primary.request_count(), 1);
+
+    let mut h2 = connect().await;
+    h2.write_all(common::H2_PREFACE_AND_SETTINGS).await.unwrap();
+    common::expect_h2_settings(&mut h2).await;
+    h.shutdown().await;
+}

@@ -38,7 +38,10 @@ pub use self::client::{
 #[allow(unused_imports)]
 pub use self::metrics::{metric, Scrape};
 #[allow(unused_imports)]
-pub use self::raw::{chunked_parts, raw_upstream, read_raw_response, trickle, RawResponse};
+pub use self::raw::{
+    chunked_parts, expect_h2_settings, raw_upstream, read_raw_response, trickle, RawResponse,
+    H2_PREFACE_AND_SETTINGS,
+};
 
 /// Upper bound for any single exchange in a test; a hang becomes a clear failure.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);

@@ -5,6 +5,27 @@ use std::net::SocketAddr;
 
 use super::SOON;
 
+/// The HTTP/2 connection preface (RFC 9113 §3.4) followed by an empty SETTINGS frame: what an
+/// h2 client with prior knowledge sends first.
+#[allow(dead_code)]
+pub const H2_PREFACE_AND_SETTINGS: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+/// Read the first frame header the server sends on `stream` and assert it is SETTINGS, as
+/// an HTTP/2 server's first frame must be.
+#[allow(dead_code)]
+pub async fn expect_h2_settings(stream: &mut (impl tokio::io::AsyncRead + Unpin)) {
+    use tokio::io::AsyncReadExt;
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(SOON, stream.read_exact(&mut frame))
+        .await
+        .expect("the server's first frame in time")
+        .unwrap();
+    assert_eq!(
+        frame[3], 4,
+        "the server's first frame is SETTINGS: {frame:?}"
+    );
+}
+
 /// A slow client: send `parts` on a fresh connection to `addr`, `gap` apart, then read until
 /// the server closes (send `connection: close`) and return the raw response as text.
 /// Write errors are ignored: a server may answer and close before the last part.
