@@ -26,7 +26,7 @@ use tokio::time::{Instant, Sleep};
 use super::record::{Outcome, Record};
 use super::watch::{Hold, Watch};
 use crate::metrics::UpstreamErrorKind;
-use crate::upstream::Load;
+use crate::upstream::{Lease, Load};
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -228,19 +228,34 @@ impl Body for ProxyBody {
     }
 }
 
-/// Decrements an in-flight gauge when dropped, and releases the endpoint's load.
-pub struct InFlight(IntGauge, Option<Load>);
+/// Decrements an in-flight gauge when dropped, and releases the endpoint's load. Holds the
+/// upstream connection's lease: [`InFlight::complete`] gives the connection back to its
+/// pool; dropped otherwise, the lease closes it.
+pub struct InFlight(IntGauge, Option<Load>, Option<Lease>);
 
 impl InFlight {
     pub fn start(gauge: IntGauge) -> Self {
         gauge.inc();
-        InFlight(gauge, None)
+        InFlight(gauge, None, None)
     }
 
     /// Also hold the serving endpoint's load (the balancer's in-flight count) until dropped.
     pub fn with_load(mut self, load: Option<Load>) -> Self {
         self.1 = load;
         self
+    }
+
+    /// Also hold the lease of the upstream connection the response comes on.
+    pub fn with_lease(mut self, lease: Option<Lease>) -> Self {
+        self.2 = lease;
+        self
+    }
+
+    /// The response was read to its end: its connection may serve another request.
+    pub fn complete(mut self) {
+        if let Some(lease) = self.2.take() {
+            lease.release();
+        }
     }
 }
 
@@ -304,7 +319,7 @@ impl ObservedBody {
         let (record, in_flight) = if inner.is_end_stream() {
             // Nothing to relay (HEAD, 204, 304, empty body): hyper will not poll this body,
             // so the exchange is complete now.
-            drop(in_flight);
+            in_flight.complete();
             if let Some(record) = record {
                 if let Some(watch) = watch.as_deref() {
                     watch.finish(Outcome::Completed);
@@ -469,7 +484,11 @@ fn end(
     outcome: Outcome,
     bytes: u64,
 ) {
-    in_flight.take();
+    if let Some(in_flight) = in_flight.take() {
+        if outcome == Outcome::Completed {
+            in_flight.complete();
+        }
+    }
     if let Some(record) = record.take() {
         if let Some(watch) = watch.as_deref() {
             watch.finish(outcome);

@@ -25,7 +25,7 @@ use crate::classify::{Class, Decision, RouteId};
 use crate::config::OnEndpointDown;
 use crate::gateway::Gateway;
 use crate::metrics::RetryReason;
-use crate::upstream::{Endpoint, Load, SendError, Target, UpstreamClient, UpstreamError};
+use crate::upstream::{Endpoint, Lease, Load, SendError, Target, UpstreamClient, UpstreamError};
 
 /// A request ready for any endpoint: mapped per endpoint and signed in `for_endpoint`.
 pub(super) struct Prepared {
@@ -129,6 +129,9 @@ pub(super) struct Forwarded {
     pub endpoint: Arc<str>,
     /// Holds the endpoint's load until the response ends.
     pub load: Option<Load>,
+    /// The HTTP/1.1 connection the response came on; released when the body has been read
+    /// to its end.
+    pub lease: Option<Lease>,
 }
 
 /// Send to the endpoint the pool picks; on a retryable failure, to another one of the same
@@ -215,13 +218,14 @@ pub(super) async fn send(
             .send(Request::from_parts(parts, up_body), uploaded, deadline)
             .await
         {
-            Ok((response, sent)) => {
+            Ok((response, sent, lease)) => {
                 pool.success(index);
                 return Ok(Forwarded {
                     response,
                     sent,
                     endpoint: endpoint.name.clone(),
                     load,
+                    lease,
                 });
             }
             Err(error) => {

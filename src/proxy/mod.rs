@@ -204,9 +204,10 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody>
                 sent,
                 endpoint,
                 load,
+                lease,
             } = forwarded;
             route_metrics.first_byte(sent.elapsed().as_secs_f64());
-            let in_flight = in_flight.with_load(load);
+            let in_flight = in_flight.with_load(load).with_lease(lease);
             if let Some(websocket) = websocket {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                     return websocket.relay(response, pending, in_flight, &decision, &request_id);

@@ -14,6 +14,9 @@ use http::{header, HeaderMap, Method, Request, Uri};
 use tokio::time::Instant;
 
 use super::pool::Pool;
+
+/// Most bytes of a probe's response body read so that its connection can be reused.
+const HEALTH_BODY_LIMIT: usize = 16 * 1024;
 use crate::config::{defaults, ActiveHealth, Health};
 use crate::proxy::body::UpstreamBody;
 
@@ -191,11 +194,24 @@ async fn check(pool: &Pool, index: usize, active: &ActiveHealth) -> Result<(), S
     *req.headers_mut() = headers;
     *req.version_mut() = pool.version();
     let deadline = Instant::now() + active.timeout;
-    match tokio::time::timeout_at(deadline, pool.client().request(req)).await {
-        Err(_) => Err(format!("no answer within {:?}", active.timeout)),
-        Ok(Err(e)) => Err(super::error_chain(&e)),
-        Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
-        Ok(Ok(resp)) => Err(format!("status {}", resp.status().as_u16())),
+    let (resp, lease) = match tokio::time::timeout_at(deadline, pool.conns().send(req)).await {
+        Err(_) => return Err(format!("no answer within {:?}", active.timeout)),
+        Ok(Err(e)) => return Err(super::error_chain(&e)),
+        Ok(Ok(answer)) => answer,
+    };
+    let status = resp.status();
+    // Read a small body to its end within the probe's time, so that the connection serves
+    // the next probe; a large or slow one closes the connection instead. Either way the
+    // status alone is the verdict.
+    let body = http_body_util::Limited::new(resp.into_body(), HEALTH_BODY_LIMIT);
+    let read = tokio::time::timeout_at(deadline, http_body_util::BodyExt::collect(body)).await;
+    if let (Ok(Ok(_)), Some(lease)) = (read, lease) {
+        lease.release();
+    }
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("status {}", status.as_u16()))
     }
 }
 

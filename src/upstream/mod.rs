@@ -1,4 +1,5 @@
-//! Upstream clients: one pooled hyper client per upstream, URI mapping and request headers.
+//! Upstream clients: one per upstream (its pooled connections, `conns.rs`), URI mapping and
+//! request headers.
 //!
 //! An `UpstreamClient` knows how to reach exactly one upstream. It never chooses which
 //! upstream serves a request (that is `policy.rs`) and never retries elsewhere: a failure is
@@ -9,12 +10,14 @@ pub mod auth;
 pub mod azure;
 pub mod balance;
 mod connect;
+mod conns;
 pub mod health;
 pub mod model;
 pub mod pool;
 pub mod sigv4;
 
 pub use adapt::{AdaptError, Adapted};
+pub use conns::{ConnError, Lease};
 pub use pool::{Endpoint, Load, PickError, Pool, Target};
 
 use std::sync::Arc;
@@ -174,20 +177,16 @@ impl UpstreamClient {
                 "danger_accept_invalid_certs = true: the upstream's certificate is NOT verified; never use this outside local testing"
             );
         }
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+        let settings = conns::Settings {
+            http2_only: cfg.http2,
+            idle_timeout: cfg.pool_idle_timeout,
+            max_idle_per_host: cfg.pool_max_idle_per_host,
             // hyper's read buffer per upstream connection grows toward ~400 KB when the
             // client reads slower than the upstream sends; the slow-reader bench found 97% of
             // the gateway's memory there. 64 KiB keeps a stream flowing at full speed.
-            .http1_max_buf_size(UPSTREAM_READ_BUFFER)
-            .http2_only(cfg.http2);
-        let clients: Box<[_]> = (0..=workers)
-            .map(|_| builder.build(connector.clone()))
-            .collect();
+            h1_max_buf_size: UPSTREAM_READ_BUFFER,
+        };
+        let conns = conns::Conns::new(connector, &settings, workers + 1);
         let name_header = HeaderValue::from_str(&cfg.name)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         let version = if cfg.http2 {
@@ -200,7 +199,7 @@ impl UpstreamClient {
             .iter()
             .map(|(n, v)| (n.clone(), v.0.clone()))
             .collect();
-        let pool = Pool::new(cfg, clients, set_headers.clone(), version, metrics);
+        let pool = Pool::new(cfg, conns, set_headers.clone(), version, metrics);
         UpstreamClient {
             name: cfg.name.clone(),
             name_header,
@@ -348,23 +347,34 @@ impl UpstreamClient {
     /// first-byte clock starts when the request body has been sent (`uploaded` fires, or is
     /// `None` for a body that is already complete); until then only `deadline` applies, and
     /// running out of it then is the client's slow upload, not the upstream's fault.
-    /// Returns the response and the instant the first-byte clock started.
+    /// Returns the response, the instant the first-byte clock started and, for an HTTP/1.1
+    /// connection, its lease: release it once the response body has been read to its end.
     /// Nothing here retries on another upstream.
     pub async fn send(
         &self,
         mut req: Request<UpstreamBody>,
         uploaded: Option<oneshot::Receiver<()>>,
         deadline: Instant,
-    ) -> Result<(Response<Incoming>, Instant), SendError> {
+    ) -> Result<(Response<Incoming>, Instant, Option<Lease>), SendError> {
         let alerts = self.alerts.mark();
         let authority = req.uri().authority().cloned();
         // `prepare_headers` keeps `Upgrade` only on a WebSocket handshake the proxy relays.
         let response = if req.headers().contains_key(header::UPGRADE) {
             *req.version_mut() = Version::HTTP_11;
-            self.upgrade_client.request(req)
+            // Made here, so that only hyper-util's (boxed) future is held, not the request.
+            let handshake = self.upgrade_client.request(req);
+            futures_util::future::Either::Left(futures_util::FutureExt::map(
+                handshake,
+                |result| match result {
+                    Ok(response) => Ok((response, None)),
+                    Err(e) => Err(ConnError::Upgrade(e)),
+                },
+            ))
         } else {
             *req.version_mut() = self.version;
-            self.pool.client().request(req)
+            // Boxed (about 1.1 KB), as hyper-util's client boxed its own: every request's
+            // future is moved into place phase by phase, and memmove was 4.6% of the CPU.
+            futures_util::future::Either::Right(Box::pin(self.pool.conns().send(req)))
         };
         tokio::pin!(response);
         if let Some(uploaded) = uploaded {
@@ -372,7 +382,7 @@ impl UpstreamClient {
                 result = &mut response => {
                     // The upstream answered before the upload ended (an early error, say).
                     return result
-                        .map(|r| (r, Instant::now()))
+                        .map(|(r, lease)| (r, Instant::now(), lease))
                         .map_err(|e| self.classify_error(&e, alerts, authority.as_ref()));
                 }
                 // Sent, or the body was dropped because the exchange failed: either way the
@@ -385,7 +395,7 @@ impl UpstreamClient {
         let budget = self.timeouts.first_byte;
         let by_budget = sent + budget;
         match tokio::time::timeout_at(by_budget.min(deadline), &mut response).await {
-            Ok(Ok(resp)) => Ok((resp, sent)),
+            Ok(Ok((resp, lease))) => Ok((resp, sent, lease)),
             Ok(Err(e)) => Err(self.classify_error(&e, alerts, authority.as_ref())),
             Err(_) if deadline < by_budget => {
                 Err(SendError::Upstream(UpstreamError::RequestTimeout {
@@ -403,7 +413,7 @@ impl UpstreamClient {
     /// sent.
     fn classify_error(
         &self,
-        e: &hyper_util::client::legacy::Error,
+        e: &ConnError,
         alerts: u64,
         authority: Option<&http::uri::Authority>,
     ) -> SendError {

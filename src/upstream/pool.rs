@@ -13,17 +13,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Version};
-use hyper_util::client::legacy::Client;
 use tokio::time::Instant;
 
 use super::auth::Auth;
 use super::balance::{Balancer, Candidate};
-use super::connect::Connector;
+use super::conns::Conns;
 use super::health::{EndpointState, Passive};
 use crate::affinity::Ring;
 use crate::config::{Health, OnEndpointDown, Upstream, UpstreamUrl};
 use crate::metrics::{EndpointMetrics, Metrics};
-use crate::proxy::body::UpstreamBody;
 
 /// One endpoint of a pool.
 pub struct Endpoint {
@@ -92,9 +90,8 @@ pub struct Pool {
     ring: Option<Ring>,
     health: Health,
     epoch: Instant,
-    /// One client (one connection pool) per thread slot: index 0 for threads that are not
-    /// workers, `1..=workers` for worker threads (`runtime::slot`).
-    clients: Box<[Client<Connector, UpstreamBody>]>,
+    /// The upstream's connections, kept per thread slot (`runtime::slot`).
+    conns: Conns,
     set_headers: Vec<(HeaderName, HeaderValue)>,
     version: Version,
 }
@@ -102,7 +99,7 @@ pub struct Pool {
 impl Pool {
     pub fn new(
         cfg: &Upstream,
-        clients: Box<[Client<Connector, UpstreamBody>]>,
+        conns: Conns,
         set_headers: Vec<(HeaderName, HeaderValue)>,
         version: Version,
         metrics: &Metrics,
@@ -133,7 +130,7 @@ impl Pool {
             ring,
             health: cfg.health.clone(),
             epoch: Instant::now(),
-            clients,
+            conns,
             set_headers,
             version,
         }
@@ -161,12 +158,9 @@ impl Pool {
         &self.endpoints[index.min(self.endpoints.len() - 1)].metrics
     }
 
-    /// The calling thread's client: its connections are driven by this thread's event loop.
-    pub(super) fn client(&self) -> &Client<Connector, UpstreamBody> {
-        let slot = crate::runtime::slot();
-        // `clients` is never empty (slot 0 always exists); a slot beyond it cannot happen
-        // but would share slot 0's pool rather than fail.
-        self.clients.get(slot).unwrap_or_else(|| &self.clients[0])
+    /// The upstream's connections (each thread uses its own).
+    pub(super) fn conns(&self) -> &Conns {
+        &self.conns
     }
 
     pub(super) fn set_headers(&self) -> &[(HeaderName, HeaderValue)] {

@@ -96,6 +96,8 @@ pub struct FaultFront {
     accept: Mutex<Option<JoinHandle<()>>>,
     /// Connections accepted so far.
     accepted: Arc<AtomicUsize>,
+    /// Connections accepted and not yet ended.
+    open: Arc<AtomicUsize>,
 }
 
 impl FaultFront {
@@ -108,6 +110,7 @@ impl FaultFront {
             fault: watch::channel(Fault::Pass).0,
             accept: Mutex::new(None),
             accepted: Arc::default(),
+            open: Arc::default(),
         };
         front.serve(listener);
         front
@@ -121,6 +124,11 @@ impl FaultFront {
     /// Connections accepted since start.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now (accepted, and neither side has ended them).
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 
     pub fn fault(&self) -> Fault {
@@ -166,12 +174,17 @@ impl FaultFront {
         let target = self.target;
         let faults = self.fault.subscribe();
         let accepted = self.accepted.clone();
+        let open = self.open.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 accepted.fetch_add(1, Ordering::Relaxed);
                 let mut faults = faults.clone();
                 let fault = *faults.borrow_and_update();
-                tokio::spawn(front_connection(stream, target, fault, faults));
+                let open = OpenFront::new(open.clone());
+                tokio::spawn(async move {
+                    front_connection(stream, target, fault, faults).await;
+                    drop(open);
+                });
             }
         });
         *self.accept.lock().unwrap() = Some(task);
@@ -184,6 +197,22 @@ impl Drop for FaultFront {
             task.abort();
         }
         // Connection tasks end when their fault "changes" (the sender is gone).
+    }
+}
+
+/// Counts a front connection as open while it lives.
+struct OpenFront(Arc<AtomicUsize>);
+
+impl OpenFront {
+    fn new(count: Arc<AtomicUsize>) -> OpenFront {
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenFront(count)
+    }
+}
+
+impl Drop for OpenFront {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
