@@ -24,13 +24,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use http::header::{HeaderValue, HOST};
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::client::legacy::connect::Connection as _;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
@@ -100,11 +101,31 @@ pub struct Settings {
 pub struct Conns {
     connector: Connector,
     h1: http1::Builder,
-    h2: http2::Builder<TokioExecutor>,
+    h2: http2::Builder<BoxingExecutor>,
     http2_only: bool,
     idle_timeout: Duration,
     max_idle: usize,
     slots: Box<[Arc<Slot>]>,
+}
+
+/// Spawns hyper's HTTP/2 tasks with their futures boxed. hyper spawns one to pipe each
+/// request's body, and its h2 stream keeps that task's waker until the stream ends: a task
+/// allocation lives as long as the response. Spawned inline (`TokioExecutor`), the 2.6 KiB
+/// future is in that allocation; boxed, it is freed when the pipe finishes and only the
+/// task's small header outlives it (heaptrack, 1,000 idle SSE streams on an h2c upstream:
+/// 2.68 MiB of pipe tasks held, against 0.12 MiB boxed). hyper-util's legacy client boxes
+/// them the same way.
+#[derive(Clone, Copy, Debug)]
+struct BoxingExecutor;
+
+impl<F> hyper::rt::Executor<F> for BoxingExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(Box::pin(future));
+    }
 }
 
 /// A leased HTTP/1.1 connection; see [`Lease::release`].
@@ -161,7 +182,7 @@ impl Conns {
     pub fn new(connector: Connector, settings: &Settings, slots: usize) -> Conns {
         let mut h1 = http1::Builder::new();
         h1.max_buf_size(settings.h1_max_buf_size);
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        let mut h2 = http2::Builder::new(BoxingExecutor);
         h2.timer(TokioTimer::new());
         let slots = (0..slots.max(1))
             .map(|_| {
@@ -296,20 +317,23 @@ impl Conns {
             .map_err(ConnError::Connect)?;
         if self.http2_only || io.connected().is_negotiated_h2() {
             let (tx, conn) = self.h2.handshake(io).await.map_err(ConnError::Handshake)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
+            tokio::spawn(conn.map(|ended| {
+                if let Err(e) = ended {
                     tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
                 }
-            });
+            }));
             slot.set_h2(host, tx.clone());
             Ok(Checked::H2(tx))
         } else {
             let (tx, conn) = self.h1.handshake(io).await.map_err(ConnError::Handshake)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
+            // `map`, not `async move { conn.await }`: an async block keeps the captured
+            // connection and the awaited one apart, so its task took 3.7 KiB per
+            // connection where the connection is 1.8 KiB (heaptrack, 1,000 idle streams).
+            tokio::spawn(conn.map(|ended| {
+                if let Err(e) = ended {
                     tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended with an error");
                 }
-            });
+            }));
             Ok(Checked::H1(tx))
         }
     }

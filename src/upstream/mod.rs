@@ -363,13 +363,12 @@ impl UpstreamClient {
             *req.version_mut() = Version::HTTP_11;
             // Made here, so that only hyper-util's (boxed) future is held, not the request.
             let handshake = self.upgrade_client.request(req);
-            futures_util::future::Either::Left(futures_util::FutureExt::map(
-                handshake,
-                |result| match result {
+            futures_util::future::Either::Left(futures_util::FutureExt::map(handshake, |result| {
+                match result {
                     Ok(response) => Ok((response, None)),
                     Err(e) => Err(ConnError::Upgrade(e)),
-                },
-            ))
+                }
+            }))
         } else {
             *req.version_mut() = self.version;
             // Boxed (about 1.1 KB), as hyper-util's client boxed its own: every request's
