@@ -9,7 +9,8 @@
 //!   earlier (an error, a timeout, a client gone), it takes its connection with it, since
 //!   hyper cannot reuse a connection with an unread response on it.
 //! - One HTTP/2 connection is shared by every request; a second is only made once it has
-//!   closed, and only one request makes it (the others wait for it).
+//!   closed, and only one request makes it, in a task of its own (the others wait for it,
+//!   and get it even if that request is cancelled meanwhile).
 //! - Idle connections close after `pool_idle_timeout` (a reaper task per slot) and at most
 //!   `pool_max_idle_per_host` are kept.
 //! - A request sent on a reused connection that closed before taking it (hyper hands the
@@ -99,10 +100,7 @@ pub struct Settings {
 
 /// One upstream's connections, for every thread slot.
 pub struct Conns {
-    connector: Connector,
-    h1: http1::Builder,
-    h2: http2::Builder<BoxingExecutor>,
-    http2_only: bool,
+    dial: Arc<Dial>,
     idle_timeout: Duration,
     max_idle: usize,
     slots: Box<[Arc<Slot>]>,
@@ -195,10 +193,12 @@ impl Conns {
             })
             .collect();
         Conns {
-            connector,
-            h1,
-            h2,
-            http2_only: settings.http2_only,
+            dial: Arc::new(Dial {
+                connector,
+                h1,
+                h2,
+                http2_only: settings.http2_only,
+            }),
             idle_timeout: settings.idle_timeout,
             max_idle: settings.max_idle_per_host,
             slots,
@@ -257,7 +257,7 @@ impl Conns {
                     Ok(response) => return Ok((response, None)),
                     Err(mut e) => match e.take_message() {
                         Some(back) if reuse => {
-                            slot.drop_h2(host, &tx);
+                            slot.drop_h2(host);
                             req = back;
                             reuse = false;
                         }
@@ -285,30 +285,61 @@ impl Conns {
 
     /// A new connection to `host`: HTTP/2 when the upstream is HTTP/2 only or ALPN chose
     /// it, else HTTP/1.1. Its task runs on the calling thread's runtime.
+    ///
+    /// One HTTP/2 connection per host: the request that takes the host's connect lock
+    /// makes it, in a task of its own, so that a request cancelled meanwhile (its client
+    /// gone, its deadline passed) does not take the handshake with it; the requests that
+    /// found the lock taken wait for that connection. Should making it fail, each waiter
+    /// tries on its own (in parallel, each bounded by the connect timeout) rather than one
+    /// after the other.
     async fn connect(
         &self,
         slot: &Arc<Slot>,
         host: usize,
         uri: &Uri,
     ) -> Result<Checked, ConnError> {
-        // One HTTP/2 connection per host: a request that finds another making it waits for
-        // it. Should that fail, each waiter tries on its own (in parallel, each bounded by
-        // the connect timeout) rather than one after the other.
-        let _connecting = if self.http2_only || slot.alpn_h2(host) {
-            let lock = slot.h2_lock(host);
-            match lock.clone().try_lock_owned() {
-                Ok(guard) => Some(guard),
-                Err(_) => {
-                    drop(lock.lock().await);
-                    if let Some(tx) = slot.shared_h2(host) {
-                        return Ok(Checked::H2(tx));
-                    }
-                    None
+        if !(self.dial.http2_only || slot.alpn_h2(host)) {
+            return self.dial.open(slot, host, uri).await;
+        }
+        let lock = slot.h2_lock(host);
+        match lock.clone().try_lock_owned() {
+            Ok(guard) => {
+                // Made while this request was being handed back by the last one.
+                if let Some(tx) = slot.shared_h2(host) {
+                    return Ok(Checked::H2(tx));
+                }
+                let (dial, slot, uri) = (self.dial.clone(), slot.clone(), uri.clone());
+                tokio::spawn(async move {
+                    let made = dial.open(&slot, host, &uri).await;
+                    drop(guard);
+                    made
+                })
+                .await
+                .map_err(|e| ConnError::Connect(Box::new(e)))?
+            }
+            Err(_) => {
+                drop(lock.lock().await);
+                match slot.shared_h2(host) {
+                    Some(tx) => Ok(Checked::H2(tx)),
+                    None => self.dial.open(slot, host, uri).await,
                 }
             }
-        } else {
-            None
-        };
+        }
+    }
+}
+
+/// How an upstream's connections are made: its connector and hyper's two handshakes.
+struct Dial {
+    connector: Connector,
+    h1: http1::Builder,
+    h2: http2::Builder<BoxingExecutor>,
+    http2_only: bool,
+}
+
+impl Dial {
+    /// Connect (TCP, TLS) and hand the connection to hyper; its task is spawned, and an
+    /// HTTP/2 connection becomes the host's shared one.
+    async fn open(&self, slot: &Arc<Slot>, host: usize, uri: &Uri) -> Result<Checked, ConnError> {
         let io = self
             .connector
             .clone()
@@ -503,14 +534,12 @@ impl Slot {
         self.start_reaper();
     }
 
-    /// Forget `tx` as the host's HTTP/2 connection (it closed).
-    fn drop_h2(&self, host: usize, tx: &http2::SendRequest<UpstreamBody>) {
+    /// Forget the host's HTTP/2 connection if it has closed (a request came back unsent
+    /// from it). One made since, by another request, is kept.
+    fn drop_h2(&self, host: usize) {
         let mut hosts = self.lock();
         if let Some(h) = hosts.get_mut(host) {
-            if h.h2
-                .as_ref()
-                .is_some_and(|s| s.tx.is_closed() || tx.is_closed())
-            {
+            if h.h2.as_ref().is_some_and(|s| s.tx.is_closed()) {
                 h.h2 = None;
             }
         }
@@ -614,6 +643,100 @@ mod tests {
         assert_eq!(r.headers()[HOST], "kept.example");
     }
 
+    /// Connections to cleartext upstreams (the connector TLS-capable, as in the gateway),
+    /// one slot, a 5 s connect timeout.
+    fn plain_conns(http2_only: bool) -> Conns {
+        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(hyper_util::client::legacy::connect::HttpConnector::new());
+        let connector = Connector::new(
+            https,
+            Duration::from_secs(5),
+            super::super::connect::LateAlerts::default(),
+        );
+        let settings = Settings {
+            http2_only,
+            idle_timeout: Duration::from_secs(60),
+            max_idle_per_host: 8,
+            h1_max_buf_size: 64 * 1024,
+        };
+        Conns::new(connector, &settings, 1)
+    }
+
+    /// The request making a host's HTTP/2 connection is cancelled mid-connect (its client
+    /// gone) while two others wait for that connection: the connection is still made, and
+    /// the two share it. The upstream's accept queue is full at first (a listen backlog of
+    /// 0 and one connection nobody accepts), so the connect hangs until the queue is
+    /// drained and the kernel resends its SYN (about a second later).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cancelled_http2_connect_still_serves_the_requests_waiting_for_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let filler = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let conns = Arc::new(plain_conns(true));
+        let url = format!("http://{addr}/v1/models");
+        let send = |conns: &Arc<Conns>| {
+            let (conns, url) = (conns.clone(), url.clone());
+            tokio::spawn(async move { conns.send(req(&url)).await.map(|(r, _)| r.status()) })
+        };
+
+        let first = send(&conns);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiting = [send(&conns), send(&conns)];
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+
+        // The upstream starts accepting: the filler is dropped, each other connection
+        // counted and served over h2c.
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            let Ok((unused, _)) = listener.accept().await else {
+                return;
+            };
+            drop((unused, filler));
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(stream),
+                            hyper::service::service_fn(|_| async {
+                                Ok::<_, std::convert::Infallible>(Response::new(
+                                    http_body_util::Empty::<bytes::Bytes>::new(),
+                                ))
+                            }),
+                        ),
+                );
+            }
+        });
+        for waiter in waiting {
+            let status = tokio::time::timeout(Duration::from_secs(10), waiter)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(status, 200);
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one HTTP/2 connection for both waiting requests"
+        );
+    }
+
     /// Every upstream connection has a task of its own for its whole life: the task adds
     /// almost nothing to the connection it runs (an async block holding the connection
     /// and awaiting it took twice the connection's size).
@@ -672,28 +795,7 @@ mod tests {
             }
         });
 
-        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(hyper_util::client::legacy::connect::HttpConnector::new());
-        let connector = Connector::new(
-            https,
-            Duration::from_secs(2),
-            super::super::connect::LateAlerts::default(),
-        );
-        let settings = Settings {
-            http2_only: false,
-            idle_timeout: Duration::from_secs(60),
-            max_idle_per_host: 8,
-            h1_max_buf_size: 64 * 1024,
-        };
-        let conns = Conns::new(connector, &settings, 1);
+        let conns = plain_conns(false);
         let url = format!("http://{addr}/v1/models");
 
         // A pooled connection over a pipe, used once so that it is idle and ready.
