@@ -14,11 +14,11 @@ use http::{header, HeaderMap, Method, Request, Uri};
 use tokio::time::Instant;
 
 use super::pool::Pool;
+use crate::config::{defaults, ActiveHealth, Health};
+use crate::proxy::body::UpstreamBody;
 
 /// Most bytes of a probe's response body read so that its connection can be reused.
 const HEALTH_BODY_LIMIT: usize = 16 * 1024;
-use crate::config::{defaults, ActiveHealth, Health};
-use crate::proxy::body::UpstreamBody;
 
 /// Health state of one endpoint. Written by requests (passive) and the checker (active),
 /// read by every pick; all atomics, no locks.
