@@ -101,9 +101,10 @@ pub struct Settings {
 /// One upstream's connections, for every thread slot.
 pub struct Conns {
     dial: Arc<Dial>,
-    idle_timeout: Duration,
-    max_idle: usize,
-    slots: Box<[Arc<Slot>]>,
+    /// Slot 0: every thread that is not a worker (and any slot beyond `workers`).
+    first: Arc<Slot>,
+    /// Slots `1..`: one per worker thread.
+    workers: Box<[Arc<Slot>]>,
 }
 
 /// Spawns hyper's HTTP/2 tasks with their futures boxed. hyper spawns one to pipe each
@@ -177,21 +178,20 @@ enum Checked {
 }
 
 impl Conns {
+    /// `slots`: slot 0 and one per worker thread (`runtime::slot`).
     pub fn new(connector: Connector, settings: &Settings, slots: usize) -> Conns {
         let mut h1 = http1::Builder::new();
         h1.max_buf_size(settings.h1_max_buf_size);
         let mut h2 = http2::Builder::new(BoxingExecutor);
         h2.timer(TokioTimer::new());
-        let slots = (0..slots.max(1))
-            .map(|_| {
-                Arc::new(Slot {
-                    hosts: Mutex::new(Vec::new()),
-                    idle_timeout: settings.idle_timeout,
-                    max_idle: settings.max_idle_per_host,
-                    reaping: std::sync::atomic::AtomicBool::new(false),
-                })
+        let slot = || {
+            Arc::new(Slot {
+                hosts: Mutex::new(Vec::new()),
+                idle_timeout: settings.idle_timeout,
+                max_idle: settings.max_idle_per_host,
+                reaping: std::sync::atomic::AtomicBool::new(false),
             })
-            .collect();
+        };
         Conns {
             dial: Arc::new(Dial {
                 connector,
@@ -199,9 +199,8 @@ impl Conns {
                 h2,
                 http2_only: settings.http2_only,
             }),
-            idle_timeout: settings.idle_timeout,
-            max_idle: settings.max_idle_per_host,
-            slots,
+            first: slot(),
+            workers: (1..slots).map(|_| slot()).collect(),
         }
     }
 
@@ -225,7 +224,7 @@ impl Conns {
                     reuse = false;
                     // Rare, and its future (connector, TLS and HTTP/2 handshakes) is large:
                     // boxed, so that every request's future stays small.
-                    Box::pin(self.connect(&slot, host, &uri)).await?
+                    Box::pin(self.connect(slot, host, &uri)).await?
                 }
             };
             match checked {
@@ -269,18 +268,11 @@ impl Conns {
     }
 
     /// The calling thread's slot (slot 0 for a slot this upstream was not built for).
-    fn slot(&self) -> Arc<Slot> {
-        let slot = crate::runtime::slot();
-        match self.slots.get(slot).or_else(|| self.slots.first()) {
-            Some(slot) => slot.clone(),
-            // `slots` is never empty (`new` makes at least one).
-            None => Arc::new(Slot {
-                hosts: Mutex::new(Vec::new()),
-                idle_timeout: self.idle_timeout,
-                max_idle: self.max_idle,
-                reaping: std::sync::atomic::AtomicBool::new(false),
-            }),
-        }
+    fn slot(&self) -> &Arc<Slot> {
+        crate::runtime::slot()
+            .checked_sub(1)
+            .and_then(|worker| self.workers.get(worker))
+            .unwrap_or(&self.first)
     }
 
     /// A new connection to `host`: HTTP/2 when the upstream is HTTP/2 only or ALPN chose
