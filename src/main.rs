@@ -10,17 +10,23 @@ use switchyard::reload::Trigger;
 use switchyard::{demo, logging, server};
 
 /// jemalloc rather than the system allocator (Cargo.toml says why, with the figures).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Have jemalloc return freed memory to the kernel from its own thread rather than inline in
 /// whichever allocation comes next: after thousands of slow clients leave at once, that inline
 /// purge of a gigabyte or more stalled legitimate requests for tens of milliseconds.
+#[cfg(feature = "jemalloc")]
 fn purge_in_background() {
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         tracing::warn!(error = %e, "jemalloc's background purge thread did not start; freed memory is returned inline");
     }
 }
+
+/// Built without jemalloc (`--no-default-features`): the system allocator has no such thread.
+#[cfg(not(feature = "jemalloc"))]
+fn purge_in_background() {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
