@@ -3,11 +3,14 @@
 # executions and any crash. Exit status: 0 when nothing crashed (or there is no nightly
 # toolchain, which cargo-fuzz needs: then it says so and skips), 1 on a crash or a failed build.
 #
-#   bash fuzz/run.sh [--dev] [SECONDS_PER_TARGET]
+#   bash fuzz/run.sh [--dev] [--build-only] [SECONDS_PER_TARGET]
 #
 # Seeds come from fuzz/corpus/<target>/ (committed, never written to); what libFuzzer learns
 # goes to fuzz/work/<target>/ and is reused by the next run; crashes are written to
 # fuzz/artifacts/<target>/ (both git-ignored).
+#
+# --build-only builds the targets and stops: .ci/run starts it in the background at idle
+# priority, so the build uses the CPU the test suite leaves free, and the later run finds it done.
 #
 # --dev is CI's short run: an unoptimized build (`cargo fuzz build --dev`, about 2 min from
 # scratch on 2 CPUs instead of 6-8 min for the optimized one) whose targets run 20-80 times
@@ -19,12 +22,17 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 
-usage="usage: bash fuzz/run.sh [--dev] [SECONDS_PER_TARGET]  (a positive whole number, default 60)"
+usage="usage: bash fuzz/run.sh [--dev] [--build-only] [SECONDS_PER_TARGET]  (a positive whole number, default 60)"
 dev=false
-if [ "${1:-}" = "--dev" ]; then
-  dev=true
+build_only=false
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --dev) dev=true ;;
+    --build-only) build_only=true ;;
+    *) break ;;
+  esac
   shift
-fi
+done
 seconds=${1:-60}
 if [ "$#" -gt 1 ] || ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   echo "$usage" >&2
@@ -60,6 +68,9 @@ fi
 start=$SECONDS
 cargo +nightly fuzz build "${flags[@]}" || { echo "fuzz: build failed" >&2; exit 1; }
 echo "fuzz: built in $((SECONDS - start)) s"
+if $build_only; then
+  exit 0
+fi
 
 targets=$(cargo +nightly fuzz list)
 crashed=()
