@@ -3,14 +3,11 @@
 # executions and any crash. Exit status: 0 when nothing crashed (or there is no nightly
 # toolchain, which cargo-fuzz needs: then it says so and skips), 1 on a crash or a failed build.
 #
-#   bash fuzz/run.sh [--dev] [--build-only] [SECONDS_PER_TARGET]
+#   bash fuzz/run.sh [--dev] [SECONDS_PER_TARGET]
 #
 # Seeds come from fuzz/corpus/<target>/ (committed, never written to); what libFuzzer learns
 # goes to fuzz/work/<target>/ and is reused by the next run; crashes are written to
 # fuzz/artifacts/<target>/ (both git-ignored).
-#
-# --build-only builds the targets and stops: .ci/run starts it in the background at idle
-# priority, so the build uses the CPU the test suite leaves free, and the later run finds it done.
 #
 # --dev is CI's short run: an unoptimized build (`cargo fuzz build --dev`, about 2 min from
 # scratch on 2 CPUs instead of 6-8 min for the optimized one) whose targets run 20-80 times
@@ -22,17 +19,12 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 
-usage="usage: bash fuzz/run.sh [--dev] [--build-only] [SECONDS_PER_TARGET]  (a positive whole number, default 60)"
+usage="usage: bash fuzz/run.sh [--dev] [SECONDS_PER_TARGET]  (a positive whole number, default 60)"
 dev=false
-build_only=false
-while [ "$#" -gt 0 ]; do
-  case "$1" in
-    --dev) dev=true ;;
-    --build-only) build_only=true ;;
-    *) break ;;
-  esac
+if [ "${1:-}" = "--dev" ]; then
+  dev=true
   shift
-done
+fi
 seconds=${1:-60}
 if [ "$#" -gt 1 ] || ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   echo "$usage" >&2
@@ -68,30 +60,50 @@ fi
 start=$SECONDS
 cargo +nightly fuzz build "${flags[@]}" || { echo "fuzz: build failed" >&2; exit 1; }
 echo "fuzz: built in $((SECONDS - start)) s"
-if $build_only; then
-  exit 0
-fi
 
 targets=$(cargo +nightly fuzz list)
+# libFuzzer runs one process per target: run as many targets at once as there are CPUs
+# (FUZZ_JOBS to choose), each for SECONDS, and report them in order once all are done.
+jobs_max=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+if ! [[ "$jobs_max" =~ ^[1-9][0-9]*$ ]]; then
+  echo "fuzz: FUZZ_JOBS must be a positive whole number, not '$jobs_max'" >&2
+  exit 2
+fi
+run_target() {
+  local target=$1 dict=()
+  [ -f "dict/$target.dict" ] && dict=("-dict=dict/$target.dict")
+  cargo +nightly fuzz run "${flags[@]}" "$target" "$work/$target" "corpus/$target" -- \
+    -max_total_time="$seconds" -timeout="$timeout" -print_final_stats=1 "${dict[@]}" \
+    >"$work/$target.log" 2>&1
+  echo "$?" >"$work/$target.status"
+}
+echo
+running=0
+for target in $targets; do
+  mkdir -p "$work/$target" "artifacts/$target"
+  rm -f "$work/$target.status"
+  if [ "$running" -ge "$jobs_max" ]; then
+    wait -n
+    running=$((running - 1))
+  fi
+  echo "fuzz: $target for ${seconds} s"
+  run_target "$target" &
+  running=$((running + 1))
+done
+wait
+
 crashed=()
 summary=()
 for target in $targets; do
-  mkdir -p "$work/$target" "artifacts/$target"
   log="$work/$target.log"
-  dict=()
-  [ -f "dict/$target.dict" ] && dict=("-dict=dict/$target.dict")
-  echo
-  echo "fuzz: $target for ${seconds} s"
-  cargo +nightly fuzz run "${flags[@]}" "$target" "$work/$target" "corpus/$target" -- \
-    -max_total_time="$seconds" -timeout="$timeout" -print_final_stats=1 "${dict[@]}" >"$log" 2>&1
-  status=$?
+  status=$(cat "$work/$target.status" 2>/dev/null || echo "unknown")
   runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -n 1)
   if [ -z "$runs" ]; then
     runs=$(grep -Eo '^#[0-9]+' "$log" | tail -n 1 | tr -d '#')
   fi
   corpus=$(find "$work/$target" -type f | wc -l)
   line="$target: ${runs:-0} executions in ${seconds} s, corpus ${corpus} inputs"
-  if [ "$status" -ne 0 ]; then
+  if [ "$status" != 0 ]; then
     line="$line, CRASH (exit $status)"
     crashed+=("$target")
     grep -E "panicked at|^thread '|ERROR: libFuzzer|SUMMARY|Test unit written to|^Output of" "$log" | head -n 20
