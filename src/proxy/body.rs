@@ -229,8 +229,8 @@ impl Body for ProxyBody {
 }
 
 /// Decrements an in-flight gauge when dropped, and releases the endpoint's load. Holds the
-/// upstream connection's lease: [`InFlight::complete`] gives the connection back to its
-/// pool; dropped otherwise, the lease closes it.
+/// upstream connection's lease: [`InFlight::complete`] gives an HTTP/1.1 connection back to
+/// its pool; dropped otherwise, the lease closes it (an HTTP/2 stream is only uncounted).
 pub struct InFlight(IntGauge, Option<Load>, Option<Lease>);
 
 impl InFlight {

@@ -10,9 +10,11 @@
 //!   hyper cannot reuse a connection with an unread response on it.
 //! - One HTTP/2 connection is shared by every request; a second is only made once it has
 //!   closed, and only one request makes it, in a task of its own (the others wait for it,
-//!   and get it even if that request is cancelled meanwhile).
+//!   and get it even if that request is cancelled meanwhile). Its streams are counted
+//!   while their responses are open.
 //! - Idle connections close after `pool_idle_timeout` (a reaper task per slot) and at most
-//!   `pool_max_idle_per_host` are kept.
+//!   `pool_max_idle_per_host` are kept. An HTTP/2 connection is idle once it has no open
+//!   stream: one carrying long responses (SSE) is kept however long they run.
 //! - A request sent on a reused connection that closed before taking it (hyper hands the
 //!   request back unsent) goes once more, on a new connection: the upstream never saw it.
 //!
@@ -22,6 +24,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -127,17 +130,46 @@ where
     }
 }
 
-/// A leased HTTP/1.1 connection; see [`Lease::release`].
-pub struct Lease {
-    tx: http1::SendRequest<UpstreamBody>,
-    slot: Arc<Slot>,
-    host: usize,
+/// A response's hold on the connection it came on, kept as long as its body is read; see
+/// [`Lease::release`].
+pub struct Lease(Held);
+
+enum Held {
+    /// A leased HTTP/1.1 connection: closed when dropped, unless released.
+    H1 {
+        tx: http1::SendRequest<UpstreamBody>,
+        slot: Arc<Slot>,
+        host: usize,
+    },
+    /// A stream of a shared HTTP/2 connection, counted until the lease is dropped.
+    H2 { _open: Stream },
 }
 
 impl Lease {
-    /// The response was read to its end: the connection may take another request.
+    /// The response was read to its end: an HTTP/1.1 connection may take another request.
+    /// (Dropping the lease instead closes it; for HTTP/2 both only end the stream's count.)
     pub fn release(self) {
-        self.slot.put_idle(self.host, self.tx);
+        match self.0 {
+            Held::H1 { tx, slot, host } => slot.put_idle(host, tx),
+            Held::H2 { .. } => {}
+        }
+    }
+}
+
+/// One open stream of a shared HTTP/2 connection, counted until dropped: the reaper keeps a
+/// connection with open streams.
+struct Stream(Arc<AtomicUsize>);
+
+impl Stream {
+    fn open(streams: &Arc<AtomicUsize>) -> Stream {
+        streams.fetch_add(1, Ordering::Relaxed);
+        Stream(streams.clone())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -147,7 +179,7 @@ struct Slot {
     idle_timeout: Duration,
     max_idle: usize,
     /// The reaper task runs (started with the first idle connection).
-    reaping: std::sync::atomic::AtomicBool,
+    reaping: AtomicBool,
 }
 
 struct Host {
@@ -168,13 +200,23 @@ struct Idle {
 
 struct Shared {
     tx: http2::SendRequest<UpstreamBody>,
+    /// Last checked out, or last seen by the reaper with a stream open.
     used: Instant,
+    /// Its open streams (responses whose body is still being read).
+    streams: Arc<AtomicUsize>,
+}
+
+impl Shared {
+    fn checkout(&mut self, now: Instant) -> Checked {
+        self.used = now;
+        Checked::H2(self.tx.clone(), Stream::open(&self.streams))
+    }
 }
 
 /// A connection checked out for one request.
 enum Checked {
     H1(http1::SendRequest<UpstreamBody>),
-    H2(http2::SendRequest<UpstreamBody>),
+    H2(http2::SendRequest<UpstreamBody>, Stream),
 }
 
 impl Conns {
@@ -189,7 +231,7 @@ impl Conns {
                 hosts: Mutex::new(Vec::new()),
                 idle_timeout: settings.idle_timeout,
                 max_idle: settings.max_idle_per_host,
-                reaping: std::sync::atomic::AtomicBool::new(false),
+                reaping: AtomicBool::new(false),
             })
         };
         Conns {
@@ -205,12 +247,12 @@ impl Conns {
     }
 
     /// Send `req` (an absolute URI: the scheme and authority choose the host) and wait for
-    /// the response head. The lease, for an HTTP/1.1 connection, goes with the response
-    /// body: release it when the body has been read to the end.
+    /// the response head. The lease of its connection goes with the response body: release
+    /// it when the body has been read to the end, drop it otherwise.
     pub async fn send(
         &self,
         mut req: Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, Option<Lease>), ConnError> {
+    ) -> Result<(Response<Incoming>, Lease), ConnError> {
         let slot = self.slot();
         let uri = req.uri().clone();
         let host = slot.host(&uri);
@@ -232,12 +274,12 @@ impl Conns {
                     let added_host = h1_form(&mut req);
                     match tx.try_send_request(req).await {
                         Ok(response) => {
-                            let lease = Lease {
+                            let lease = Lease(Held::H1 {
                                 tx,
                                 slot: slot.clone(),
                                 host,
-                            };
-                            return Ok((response, Some(lease)));
+                            });
+                            return Ok((response, lease));
                         }
                         Err(mut e) => match e.take_message() {
                             Some(back) if reuse => {
@@ -252,8 +294,8 @@ impl Conns {
                         },
                     }
                 }
-                Checked::H2(mut tx) => match tx.try_send_request(req).await {
-                    Ok(response) => return Ok((response, None)),
+                Checked::H2(mut tx, stream) => match tx.try_send_request(req).await {
+                    Ok(response) => return Ok((response, Lease(Held::H2 { _open: stream }))),
                     Err(mut e) => match e.take_message() {
                         Some(back) if reuse => {
                             slot.drop_h2(host);
@@ -297,8 +339,8 @@ impl Conns {
         match lock.clone().try_lock_owned() {
             Ok(guard) => {
                 // Made while this request was being handed back by the last one.
-                if let Some(tx) = slot.shared_h2(host) {
-                    return Ok(Checked::H2(tx));
+                if let Some(shared) = slot.shared_h2(host) {
+                    return Ok(shared);
                 }
                 let (dial, slot, uri) = (self.dial.clone(), slot.clone(), uri.clone());
                 tokio::spawn(async move {
@@ -312,7 +354,7 @@ impl Conns {
             Err(_) => {
                 drop(lock.lock().await);
                 match slot.shared_h2(host) {
-                    Some(tx) => Ok(Checked::H2(tx)),
+                    Some(shared) => Ok(shared),
                     None => self.dial.open(slot, host, uri).await,
                 }
             }
@@ -341,8 +383,10 @@ impl Dial {
         if self.http2_only || io.connected().is_negotiated_h2() {
             let (tx, conn) = self.h2.handshake(io).await.map_err(ConnError::Handshake)?;
             tokio::spawn(drive(conn, "HTTP/2"));
-            slot.set_h2(host, tx.clone());
-            Ok(Checked::H2(tx))
+            let streams = Arc::default();
+            let stream = Stream::open(&streams);
+            slot.set_h2(host, tx.clone(), streams);
+            Ok(Checked::H2(tx, stream))
         } else {
             let (tx, conn) = self.h1.handshake(io).await.map_err(ConnError::Handshake)?;
             tokio::spawn(drive(conn, "HTTP/1.1"));
@@ -447,8 +491,7 @@ impl Slot {
         let host = hosts.get_mut(host)?;
         if let Some(shared) = &mut host.h2 {
             if !shared.tx.is_closed() {
-                shared.used = now;
-                return Some(Checked::H2(shared.tx.clone()));
+                return Some(shared.checkout(now));
             }
             host.h2 = None;
         }
@@ -501,17 +544,21 @@ impl Slot {
             .unwrap_or_default()
     }
 
-    fn shared_h2(&self, host: usize) -> Option<http2::SendRequest<UpstreamBody>> {
+    fn shared_h2(&self, host: usize) -> Option<Checked> {
         let mut hosts = self.lock();
         let shared = hosts.get_mut(host)?.h2.as_mut()?;
         if shared.tx.is_closed() {
             return None;
         }
-        shared.used = Instant::now();
-        Some(shared.tx.clone())
+        Some(shared.checkout(Instant::now()))
     }
 
-    fn set_h2(self: &Arc<Self>, host: usize, tx: http2::SendRequest<UpstreamBody>) {
+    fn set_h2(
+        self: &Arc<Self>,
+        host: usize,
+        tx: http2::SendRequest<UpstreamBody>,
+        streams: Arc<AtomicUsize>,
+    ) {
         {
             let mut hosts = self.lock();
             let Some(h) = hosts.get_mut(host) else {
@@ -521,6 +568,7 @@ impl Slot {
             h.h2 = Some(Shared {
                 tx,
                 used: Instant::now(),
+                streams,
             });
         }
         self.start_reaper();
@@ -549,10 +597,16 @@ impl Slot {
             }) {
                 h.idle.pop_front();
             }
-            if h.h2.as_ref().is_some_and(|s| {
-                s.tx.is_closed() || now.duration_since(s.used) >= self.idle_timeout
-            }) {
-                h.h2 = None;
+            if let Some(s) = &mut h.h2 {
+                if s.tx.is_closed() {
+                    h.h2 = None;
+                } else if s.streams.load(Ordering::Relaxed) > 0 {
+                    // In use: its idle time starts when its last stream has ended (as seen
+                    // here, so it closes one to one and a half timeouts after that).
+                    s.used = now;
+                } else if now.duration_since(s.used) >= self.idle_timeout {
+                    h.h2 = None;
+                }
             }
             left |= !h.idle.is_empty() || h.h2.is_some();
         }
@@ -563,7 +617,6 @@ impl Slot {
     /// when nothing is left to reap (the next idle connection starts it again) or the slot
     /// is gone (a reload replaced the upstream).
     fn start_reaper(self: &Arc<Self>) {
-        use std::sync::atomic::Ordering;
         if self.reaping.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -638,6 +691,10 @@ mod tests {
     /// Connections to cleartext upstreams (the connector TLS-capable, as in the gateway),
     /// one slot, a 5 s connect timeout.
     fn plain_conns(http2_only: bool) -> Conns {
+        conns_idling(http2_only, Duration::from_secs(60))
+    }
+
+    fn conns_idling(http2_only: bool, idle_timeout: Duration) -> Conns {
         let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -655,11 +712,41 @@ mod tests {
         );
         let settings = Settings {
             http2_only,
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout,
             max_idle_per_host: 8,
             h1_max_buf_size: 64 * 1024,
         };
         Conns::new(connector, &settings, 1)
+    }
+
+    /// An h2c upstream that counts the connections it accepts, and answers `/long` with a
+    /// head and a body that never ends, anything else with an empty 200.
+    async fn serve_h2c(listener: tokio::net::TcpListener, accepted: Arc<AtomicUsize>) {
+        use hyper::body::Frame;
+        type Frames = std::pin::Pin<
+            Box<
+                dyn futures_util::Stream<
+                        Item = Result<Frame<bytes::Bytes>, std::convert::Infallible>,
+                    > + Send,
+            >,
+        >;
+        while let Ok((stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let answer = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let frames: Frames = if req.uri().path() == "/long" {
+                    Box::pin(futures_util::stream::pending())
+                } else {
+                    Box::pin(futures_util::stream::empty())
+                };
+                Ok::<_, std::convert::Infallible>(Response::new(http_body_util::StreamBody::new(
+                    frames,
+                )))
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), answer),
+            );
+        }
     }
 
     /// The request making a host's HTTP/2 connection is cancelled mid-connect (its client
@@ -669,8 +756,6 @@ mod tests {
     /// drained and the kernel resends its SYN (about a second later).
     #[tokio::test(flavor = "current_thread")]
     async fn a_cancelled_http2_connect_still_serves_the_requests_waiting_for_it() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let listener = socket.listen(0).unwrap();
@@ -699,20 +784,7 @@ mod tests {
                 return;
             };
             drop((unused, filler));
-            while let Ok((stream, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(
-                            hyper_util::rt::TokioIo::new(stream),
-                            hyper::service::service_fn(|_| async {
-                                Ok::<_, std::convert::Infallible>(Response::new(
-                                    http_body_util::Empty::<bytes::Bytes>::new(),
-                                ))
-                            }),
-                        ),
-                );
-            }
+            serve_h2c(listener, counted).await;
         });
         for waiter in waiting {
             let status = tokio::time::timeout(Duration::from_secs(10), waiter)
@@ -760,14 +832,11 @@ mod tests {
         // A real upstream: one fixed answer per request head, counting both.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let counts = Arc::new((
-            std::sync::atomic::AtomicUsize::new(0),
-            std::sync::atomic::AtomicUsize::new(0),
-        ));
+        let counts = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let seen = counts.clone();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
-                seen.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                seen.0.fetch_add(1, Ordering::SeqCst);
                 let seen = seen.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
@@ -776,7 +845,7 @@ mod tests {
                         buf.extend_from_slice(&chunk[..n]);
                         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                             buf.drain(..end + 4);
-                            seen.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            seen.1.fetch_add(1, Ordering::SeqCst);
                             let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                             if socket.write_all(answer).await.is_err() {
                                 return;
@@ -813,16 +882,60 @@ mod tests {
         drop(far);
         let (response, lease) = conns.send(req(&url)).await.unwrap();
         assert_eq!(response.status(), 200);
-        assert!(lease.is_some());
+        assert!(matches!(lease.0, Held::H1 { .. }));
+        assert_eq!(counts.0.load(Ordering::SeqCst), 1, "one new connection");
         assert_eq!(
-            counts.0.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "one new connection"
-        );
-        assert_eq!(
-            counts.1.load(std::sync::atomic::Ordering::SeqCst),
+            counts.1.load(Ordering::SeqCst),
             1,
             "the request arrived once"
+        );
+    }
+
+    /// An HTTP/2 connection stays pooled while a stream on it is open, however long past
+    /// the idle timeout (a long SSE answer), and closes once idle after its last stream.
+    /// Before streams were counted, the reaper dropped it a timeout after its last
+    /// checkout, and the next request opened a second connection beside the live one.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_http2_connection_with_an_open_stream_is_not_idle() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(serve_h2c(listener, accepted.clone()));
+        let idle = Duration::from_millis(100);
+        let conns = conns_idling(true, idle);
+        let short = || async {
+            let (response, lease) = conns
+                .send(req(&format!("http://{addr}/short")))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap();
+            lease.release();
+        };
+
+        let (long, lease) = conns
+            .send(req(&format!("http://{addr}/long")))
+            .await
+            .unwrap();
+        assert_eq!(long.status(), 200);
+        tokio::time::sleep(idle * 5).await;
+        short().await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "a connection with an open stream was dropped as idle"
+        );
+
+        // The long answer ends (its client gone): once idle, the connection closes.
+        drop((long, lease));
+        tokio::time::sleep(idle * 5).await;
+        short().await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "an idle connection was kept"
         );
     }
 }

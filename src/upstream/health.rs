@@ -205,7 +205,7 @@ async fn check(pool: &Pool, index: usize, active: &ActiveHealth) -> Result<(), S
     // status alone is the verdict.
     let body = http_body_util::Limited::new(resp.into_body(), HEALTH_BODY_LIMIT);
     let read = tokio::time::timeout_at(deadline, http_body_util::BodyExt::collect(body)).await;
-    if let (Ok(Ok(_)), Some(lease)) = (read, lease) {
+    if let Ok(Ok(_)) = read {
         lease.release();
     }
     if status.is_success() {

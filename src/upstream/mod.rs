@@ -347,8 +347,9 @@ impl UpstreamClient {
     /// first-byte clock starts when the request body has been sent (`uploaded` fires, or is
     /// `None` for a body that is already complete); until then only `deadline` applies, and
     /// running out of it then is the client's slow upload, not the upstream's fault.
-    /// Returns the response, the instant the first-byte clock started and, for an HTTP/1.1
-    /// connection, its lease: release it once the response body has been read to its end.
+    /// Returns the response, the instant the first-byte clock started and its connection's
+    /// lease (none for a WebSocket upgrade): release it once the response body has been read
+    /// to its end.
     /// Nothing here retries on another upstream.
     pub async fn send(
         &self,
@@ -373,7 +374,11 @@ impl UpstreamClient {
             *req.version_mut() = self.version;
             // Boxed (about 1.1 KB), as hyper-util's client boxed its own: every request's
             // future is moved into place phase by phase, and memmove was 4.6% of the CPU.
-            futures_util::future::Either::Right(Box::pin(self.pool.conns().send(req)))
+            let send = self.pool.conns().send(req);
+            futures_util::future::Either::Right(Box::pin(futures_util::FutureExt::map(
+                send,
+                |result| result.map(|(response, lease)| (response, Some(lease))),
+            )))
         };
         tokio::pin!(response);
         if let Some(uploaded) = uploaded {
