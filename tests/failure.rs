@@ -278,3 +278,39 @@ async fn an_upstream_that_does_not_speak_http_gets_502_upstream_protocol() {
         .assert_value(&s, 2.0);
     h.shutdown().await;
 }
+
+/// An upstream response head is read into a fixed 32 KiB buffer (nginx's `proxy_buffer_size`
+/// is 4 or 8 KiB): a 24 KiB head is relayed whole, a 40 KiB one is a clean 502, counted as a
+/// protocol error, never a hang or a truncated head.
+#[tokio::test]
+async fn an_upstream_response_head_larger_than_the_read_buffer_gets_502() {
+    fn answer(header_bytes: usize) -> &'static [u8] {
+        let value = "v".repeat(header_bytes);
+        let text = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-big: {value}\r\n\
+             content-length: 2\r\n\r\n{{}}"
+        );
+        Box::leak(text.into_bytes().into_boxed_slice())
+    }
+    let fits = raw_upstream(answer(24 * 1024), false).await;
+    let too_big = raw_upstream(answer(40 * 1024), false).await;
+    let h = Harness::with_config(&format!(
+        "[upstreams.primary]\nurl = \"http://{fits}/v1\"\n\
+         [upstreams.secondary]\nurl = \"http://{too_big}/v1\"\n"
+    ))
+    .await;
+    let reply = h.post_json("/v1/chat/completions", &chat()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.header("x-big").map(str::len), Some(24 * 1024));
+    let reply = h.get("/v1/responses/resp_1").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    assert_eq!(reply.error_code(), "upstream_protocol");
+    let s = h
+        .scrape_when(|s| metric("switchyard_requests_total").sum_in(s) == Some(2.0))
+        .await;
+    metric("switchyard_upstream_errors_total")
+        .label("upstream", "secondary")
+        .label("kind", "protocol")
+        .assert_value(&s, 1.0);
+    h.shutdown().await;
+}

@@ -131,8 +131,10 @@ pub struct UpstreamClient {
     started: std::sync::atomic::AtomicBool,
 }
 
-/// Most bytes buffered from one upstream connection (HTTP/1.1) before the client takes them.
-const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
+/// Bytes read from one upstream connection (HTTP/1.1) at a time, and so the most it buffers
+/// before the client takes them; also the largest response head accepted (nginx's
+/// `proxy_buffer_size` is 4 or 8 KiB).
+const UPSTREAM_READ_BUFFER: usize = 32 * 1024;
 
 impl UpstreamClient {
     /// A client for `cfg` with one connection pool per worker thread (`workers`) plus one for
@@ -181,10 +183,10 @@ impl UpstreamClient {
             http2_only: cfg.http2,
             idle_timeout: cfg.pool_idle_timeout,
             max_idle_per_host: cfg.pool_max_idle_per_host,
-            // hyper's read buffer per upstream connection grows toward ~400 KB when the
-            // client reads slower than the upstream sends; the slow-reader bench found 97% of
-            // the gateway's memory there. 64 KiB keeps a stream flowing at full speed.
-            h1_max_buf_size: UPSTREAM_READ_BUFFER,
+            // hyper's default read buffer grows toward ~400 KB when the client reads slower
+            // than the upstream sends; the slow-reader bench found 97% of the gateway's memory
+            // there. 32 KiB reads keep a stream flowing at full speed.
+            h1_read_buffer: UPSTREAM_READ_BUFFER,
         };
         let conns = conns::Conns::new(connector, &settings, workers + 1);
         let name_header = HeaderValue::from_str(&cfg.name)
