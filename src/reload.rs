@@ -324,6 +324,7 @@ impl Bound {
                     "limits.h2_connection_window",
                     l.h2.connection_window.to_string(),
                 ),
+                ("limits.h2_send_buffer", l.h2.send_buffer.to_string()),
             ]
         };
         for ((key, running), (_, file)) in limit(wl).into_iter().zip(limit(nl)) {

@@ -157,6 +157,8 @@ pub(crate) struct Http2Settings {
     pub(crate) max_pending_accept_reset_streams: usize,
     pub(crate) stream_window: u32,
     pub(crate) connection_window: u32,
+    /// Response bytes a stream may queue for a slow client (hyper's default is ~400 KB).
+    pub(crate) send_buffer: usize,
 }
 
 /// The hyper builders of one listener, configured alike: HTTP/1.1 and HTTP/2 for connections
@@ -201,14 +203,16 @@ impl Protocols {
                 .max_concurrent_streams(h2.max_concurrent_streams)
                 .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
                 .initial_stream_window_size(h2.stream_window)
-                .initial_connection_window_size(h2.connection_window);
+                .initial_connection_window_size(h2.connection_window)
+                .max_send_buf_size(h2.send_buffer);
             auto.http2()
                 .timer(TokioTimer::new())
                 .max_header_list_size(h2.max_header_list_size)
                 .max_concurrent_streams(h2.max_concurrent_streams)
                 .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
                 .initial_stream_window_size(h2.stream_window)
-                .initial_connection_window_size(h2.connection_window);
+                .initial_connection_window_size(h2.connection_window)
+                .max_send_buf_size(h2.send_buffer);
         }
         Protocols { http1, http2, auto }
     }

@@ -183,6 +183,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
             max_pending_accept_reset_streams: limits.h2.max_pending_resets,
             stream_window: limits.h2.stream_window,
             connection_window: limits.h2.connection_window,
+            send_buffer: limits.h2.send_buffer,
         }),
     );
     let connection_limits = ConnectionLimits {

@@ -307,6 +307,14 @@ fn limit_errors_name_key_value_and_rule() {
             "limits.h2_stream_window = 100: must be between 65535 bytes (64 KiB) and 16 MiB",
         ),
         (
+            "h2_send_buffer = \"8 KiB\"",
+            "limits.h2_send_buffer = 8192: must be between 16 KiB (16384) and 16 MiB",
+        ),
+        (
+            "h2_send_buffer = \"32 MiB\"",
+            "limits.h2_send_buffer = 33554432: must be between 16 KiB (16384) and 16 MiB",
+        ),
+        (
             "keepalive_timeout = \"0s\"",
             r#"limits.keepalive_timeout = "0s": must be a positive duration such as "500ms", "30s" or "5m""#,
         ),

@@ -171,6 +171,8 @@ pub struct H2Limits {
     pub stream_window: u32,
     /// Flow-control window per connection, in bytes.
     pub connection_window: u32,
+    /// Response bytes one stream may have queued for a client that reads slowly, in bytes.
+    pub send_buffer: usize,
 }
 
 /// Upstream timeouts (`[timeouts]`, overridable per upstream).
@@ -503,6 +505,9 @@ pub mod defaults {
     pub const H2_STREAM_WINDOW: u32 = 1024 * 1024;
     /// 2 MiB, in bytes: the HTTP/2 connection flow-control window.
     pub const H2_CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
+    /// 64 KiB, in bytes: response bytes an HTTP/2 stream may have queued for its client (as
+    /// much as an HTTP/1.1 response at the default `max_header_bytes`; hyper's own is ~400 KB).
+    pub const H2_SEND_BUFFER: usize = 64 * 1024;
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     /// Non-streaming reasoning calls can think for minutes before the head arrives.
     pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(300);

@@ -89,6 +89,7 @@ pub(super) struct RawLimits {
     pub h2_max_pending_resets: Option<i64>,
     pub h2_stream_window: Option<RawSize>,
     pub h2_connection_window: Option<RawSize>,
+    pub h2_send_buffer: Option<RawSize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

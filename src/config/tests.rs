@@ -65,6 +65,7 @@ fn minimal_file_loads_with_documented_defaults() {
     assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9901");
     assert_eq!(c.limits.max_body_bytes, 32 * 1024 * 1024);
     assert_eq!(c.limits.max_header_bytes, 64 * 1024);
+    assert_eq!(c.limits.h2.send_buffer, 64 * 1024);
     assert_eq!(c.timeouts.connect, Duration::from_secs(5));
     assert_eq!(c.timeouts.first_byte, Duration::from_secs(300));
     assert_eq!(c.timeouts.idle, Duration::from_secs(120));
@@ -96,6 +97,7 @@ decision_headers = false
 max_body_bytes = "1 MiB"
 max_header_bytes = 16384
 header_read_timeout = "5s"
+h2_send_buffer = "1 MiB"
 
 [timeouts]
 connect = "250ms"
@@ -142,6 +144,7 @@ access_log = false
     assert!(!c.server.decision_headers);
     assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
     assert_eq!(c.limits.max_header_bytes, 16384);
+    assert_eq!(c.limits.h2.send_buffer, 1024 * 1024);
     assert_eq!(c.limits.header_read_timeout, Duration::from_secs(5));
     let azure = &c.upstreams[c.routing.stateless];
     assert_eq!(azure.url.path, "/openai/v1");

@@ -381,6 +381,7 @@ fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
                 l.h2_connection_window.as_ref(),
                 defaults::H2_CONNECTION_WINDOW,
             )?,
+            send_buffer: h2_send_buffer("limits.h2_send_buffer", l.h2_send_buffer.as_ref())?,
         },
     })
 }
@@ -420,6 +421,25 @@ fn send_buffer(key: &str, value: &RawSize) -> Result<usize, ConfigError> {
                 key,
                 &bytes.to_string(),
                 "must be between 4096 bytes (4 KiB) and 64 MiB",
+            )
+        })
+}
+
+/// What an HTTP/2 stream may queue for its client: 16 KiB (one frame at the protocol's default
+/// size) to 16 MiB.
+fn h2_send_buffer(key: &str, value: Option<&RawSize>) -> Result<usize, ConfigError> {
+    let Some(value) = value else {
+        return Ok(defaults::H2_SEND_BUFFER);
+    };
+    let bytes = size(key, value)?;
+    usize::try_from(bytes)
+        .ok()
+        .filter(|n| (16 * 1024..=16 * 1024 * 1024).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                key,
+                &bytes.to_string(),
+                "must be between 16 KiB (16384) and 16 MiB",
             )
         })
 }
