@@ -18,6 +18,12 @@
 //!   open keep-alive connection.
 //! - `h2idle`: the HTTP/2 preface and an empty SETTINGS frame, then silence (SETTINGS and PING
 //!   are acknowledged, as any HTTP/2 client library would).
+//! - `h2slowread`: the slow reader over HTTP/2, one connection asking for `--streams` large
+//!   answers at once: a receive buffer of `--rcvbuf` bytes, the preface, SETTINGS with the
+//!   largest stream window (2^31-1) and a connection WINDOW_UPDATE to match, so flow control
+//!   never holds the server back, `--streams` streaming chat requests (HEADERS and DATA), then
+//!   `--read-bytes` read every `--interval`. What the server queues for it is bounded only by its
+//!   own per-stream send buffer.
 //!
 //! With several modes, connection i uses mode i mod k. Like slowhttptest, a connection the
 //! server closes is opened again after `--reconnect-delay` seconds (default 1; doubling up to
@@ -82,6 +88,7 @@ enum Mode {
     SlowRead,
     KeepAlive,
     H2Idle,
+    H2SlowRead,
 }
 
 impl Mode {
@@ -93,6 +100,7 @@ impl Mode {
             "slowread" => Mode::SlowRead,
             "keepalive" => Mode::KeepAlive,
             "h2idle" => Mode::H2Idle,
+            "h2slowread" => Mode::H2SlowRead,
             _ => return Err(format!("unknown mode {s}").into()),
         })
     }
@@ -105,6 +113,7 @@ impl Mode {
             Mode::SlowRead => "slowread",
             Mode::KeepAlive => "keepalive",
             Mode::H2Idle => "h2idle",
+            Mode::H2SlowRead => "h2slowread",
         }
     }
 }
@@ -165,6 +174,8 @@ struct Plan {
     post_length: u64,
     rcvbuf: u32,
     read_bytes: usize,
+    /// Streams an `h2slowread` connection opens.
+    streams: u32,
     reconnect: bool,
     /// Pause before a closed slot is opened again.
     reconnect_delay: Duration,
@@ -240,7 +251,7 @@ async fn connect(plan: &Plan, mode: Mode) -> std::io::Result<TcpStream> {
     } else {
         TcpSocket::new_v6()?
     };
-    if mode == Mode::SlowRead {
+    if matches!(mode, Mode::SlowRead | Mode::H2SlowRead) {
         socket.set_recv_buffer_size(plan.rcvbuf)?;
     }
     let stream = socket.connect(plan.addr).await?;
@@ -297,7 +308,56 @@ fn opening(plan: &Plan, mode: Mode) -> Vec<u8> {
             h.into_bytes()
         }
         Mode::H2Idle => H2_HELLO.to_vec(),
+        Mode::H2SlowRead => h2_slow_read_opening(plan),
     }
+}
+
+/// An HTTP/2 frame: the 9-byte header, then `payload`.
+fn h2_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = payload.len();
+    out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags]);
+    out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// HPACK: a literal header field without indexing, with a literal name, no Huffman coding
+/// (RFC 7541 §6.2.2); names and values here are shorter than 127 bytes.
+fn hpack_literal(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(0);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    out.push(value.len() as u8);
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// The preface, SETTINGS (INITIAL_WINDOW_SIZE 2^31-1), a connection WINDOW_UPDATE to 2^31-1,
+/// and `plan.streams` streaming chat requests to the slow-read route.
+fn h2_slow_read_opening(plan: &Plan) -> Vec<u8> {
+    const MAX_WINDOW: u32 = 0x7fff_ffff;
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let mut settings = vec![0, 4];
+    settings.extend_from_slice(&MAX_WINDOW.to_be_bytes());
+    h2_frame(&mut out, 4, 0, 0, &settings);
+    h2_frame(&mut out, 8, 0, 0, &(MAX_WINDOW - 65_535).to_be_bytes());
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", plan.path.as_str()),
+        (":authority", plan.authority.as_str()),
+        ("content-type", "application/json"),
+        ("user-agent", "slowloris-bench"),
+        (SLOWREAD_HEADER, "1"),
+    ] {
+        hpack_literal(&mut block, name, value);
+    }
+    for i in 0..plan.streams {
+        let stream = 2 * i + 1;
+        // HEADERS with END_HEADERS, then the body in one DATA frame with END_STREAM.
+        h2_frame(&mut out, 1, 0x4, stream, &block);
+        h2_frame(&mut out, 0, 0x1, stream, STREAM_BODY.as_bytes());
+    }
+    out
 }
 
 /// The trickled byte number `i` of a mode that trickles.
@@ -528,7 +588,9 @@ async fn slot(
                 }
                 Err(how) => how,
             },
-            Mode::SlowRead => hold_reading_slowly(&mut stream, &plan, phase, &mut first).await,
+            Mode::SlowRead | Mode::H2SlowRead => {
+                hold_reading_slowly(&mut stream, &plan, phase, &mut first).await
+            }
             Mode::H2Idle => hold_h2(&mut stream, &mut first).await,
         };
         drop(stream);
@@ -624,6 +686,7 @@ async fn attack(args: Args) -> Result<(), BoxError> {
         post_length: args.num("post-length", 1024 * 1024)?,
         rcvbuf: args.num("rcvbuf", 4096)?,
         read_bytes: args.num("read-bytes", 64)?,
+        streams: args.num::<u32>("streams", 16)?.clamp(1, 1000),
         reconnect: args.num::<u8>("reconnect", 1)? != 0,
         reconnect_delay: Duration::from_secs_f64(args.num("reconnect-delay", 1.0)?),
         t0,

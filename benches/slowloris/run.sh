@@ -19,6 +19,9 @@
 #      slowpost   a complete head (content-length 32 MiB, the body limit), one body byte every 5 s
 #      slowread   a streaming request for 1 MiB, 4 KiB receive buffer, reads 64 bytes every 5 s
 #      h2idle     the HTTP/2 preface and SETTINGS, then nothing (SETTINGS and PING acknowledged)
+#      h2slowread (not in the default phases) the slow reader over HTTP/2: SLOWLORIS_H2_STREAMS
+#                 streams of 1 MiB per connection, the largest flow-control windows, 4 KiB receive
+#                 buffer, 64 bytes read every 5 s; each stream holds an upstream connection
 #      mixed      all of the above plus keepalive (one complete request, then an idle keep-alive
 #                 connection), 10,000 in all
 # 3. held: once the gateway is quiet again (under 0.2 of a core), the legitimate rate for 5 s:
@@ -50,7 +53,7 @@
 # Knobs (environment):
 #   SLOWLORIS_CONNECTIONS      hostile connections per phase (default 10000)
 #   SLOWLORIS_KINDS            phases, in order (default "idle slowloris slowpost slowread h2idle
-#                              mixed"; also "keepalive")
+#                              mixed"; also "keepalive" and "h2slowread")
 #   SLOWLORIS_MIXED            the modes of "mixed" (default
 #                              "idle,slowloris,slowpost,slowread,keepalive,h2idle")
 #   SLOWLORIS_RATE             legitimate requests/s (default 2000)
@@ -59,6 +62,7 @@
 #   SLOWLORIS_OPENING          seconds of legitimate traffic measured while an attack opens
 #                              (default 5)
 #   SLOWLORIS_RATE_CONNECTIONS keep-alive connections of the legitimate client (default 32)
+#   SLOWLORIS_H2_STREAMS       streams per h2slowread connection (default 16)
 #   SLOWLORIS_INTERVAL         seconds between a slow client's bytes (default 5)
 #   SLOWLORIS_RECONNECT_DELAY  seconds before a closed hostile connection is reopened (default
 #                              1; doubles up to 16 s while the gateway refuses them at once)
@@ -88,6 +92,7 @@ OUT=$ROOT/target/slowloris
 N=${SLOWLORIS_CONNECTIONS:-10000}
 KINDS=${SLOWLORIS_KINDS:-idle slowloris slowpost slowread h2idle mixed}
 MIXED=${SLOWLORIS_MIXED:-idle,slowloris,slowpost,slowread,keepalive,h2idle}
+H2_STREAMS=${SLOWLORIS_H2_STREAMS:-16}
 RATE=${SLOWLORIS_RATE:-2000}
 DURATION=${SLOWLORIS_DURATION:-5}
 ROUNDS=${SLOWLORIS_ROUNDS:-3}
@@ -167,7 +172,7 @@ if [ "${LOAD_SKIP_BUILD:-0}" != 1 ]; then
 fi
 BUILD_S=$(( $(date +%s) - T0 ))
 START=$(date +%s)
-GATEWAY_BIN=$ROOT/target/release/switchyard
+GATEWAY_BIN=${SLOWLORIS_GATEWAY_BIN:-$ROOT/target/release/switchyard}
 UPSTREAM_BIN=$ROOT/target/release/examples/load_upstream
 CLIENT_BIN=$ROOT/target/release/examples/load_client
 ATTACK_BIN=$ROOT/target/release/examples/slowloris
@@ -440,7 +445,7 @@ attack_round() {
     g_start=$(cpu_ticks "$GW_PID"); t_attack=$(date +%s.%N)
     rm -f "$fifo"; mkfifo "$fifo"
     nice -n "$NICE" "$ATTACK_BIN" attack "127.0.0.1:$GW_PORT" --mode "$modes" --connections "$n" \
-        --interval "$INTERVAL" --reconnect-delay "$RECONNECT_DELAY" --post-length "$POST_LENGTH" --open-timeout "$OPEN_TIMEOUT" \
+        --interval "$INTERVAL" --reconnect-delay "$RECONNECT_DELAY" --post-length "$POST_LENGTH" --streams "$H2_STREAMS" --open-timeout "$OPEN_TIMEOUT" \
         --max-hold 600 <"$fifo" >"$out" 2>>"$WORK/attack.log" &
     cpid=$!; PIDS+=("$cpid"); echo "$cpid" >"$WORK/attack.pid"
     exec {fd}>"$fifo"
@@ -532,14 +537,19 @@ run_phase() {
     local kind=$1 modes n k s cap note="" samples rounds
     if [ "$kind" = mixed ]; then modes=$MIXED; else modes=$kind; fi
     k=$(tr ',' '\n' <<<"$modes" | wc -l)
-    # Slow readers hold an upstream HTTP/1.1 connection each: two descriptors in the gateway.
-    s=0; if [ "$SLOWREAD_H2" != true ] && tr ',' '\n' <<<"$modes" | grep -qx slowread; then s=1; fi
+    # Slow readers hold an upstream HTTP/1.1 connection each: two descriptors in the gateway;
+    # an h2slowread connection one per stream besides its own.
+    s=0
+    if [ "$SLOWREAD_H2" != true ]; then
+        if tr ',' '\n' <<<"$modes" | grep -qx slowread; then s=$((s + 1)); fi
+        if tr ',' '\n' <<<"$modes" | grep -qx h2slowread; then s=$((s + H2_STREAMS)); fi
+    fi
     cap=$(( (FD_LIMIT - FD_SPARE) * k / (k + s) ))
     n=$N
     if [ "$n" -gt "$cap" ]; then
         n=$cap
-        if [ "$s" = 1 ]; then
-            note="$n instead of $N: the gateway's open-file limit is $FD_LIMIT and each slow reader costs it 2 descriptors"
+        if [ "$s" != 0 ]; then
+            note="$n instead of $N: the gateway's open-file limit is $FD_LIMIT and each slow reader costs it 2 descriptors (an h2slowread connection 1 + $H2_STREAMS)"
         else
             note="$n instead of $N: the open-file limit is $FD_LIMIT"
         fi
@@ -610,7 +620,7 @@ run_phase() {
 log "warm-up and checks done"
 for kind in $KINDS; do
     case $kind in
-        idle|slowloris|slowpost|slowread|keepalive|h2idle|mixed) run_phase "$kind" ;;
+        idle|slowloris|slowpost|slowread|keepalive|h2idle|h2slowread|mixed) run_phase "$kind" ;;
         *) log "error: unknown kind $kind"; exit 1 ;;
     esac
 done
