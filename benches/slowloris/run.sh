@@ -84,6 +84,8 @@
 #                              its keys, new tables are appended. E.g.
 #                              SLOWLORIS_CONFIG_EXTRA=$'[limits]\nmax_connections = 5000'
 #   LOAD_SKIP_BUILD=1          use the release binaries already built
+#   SLOWLORIS_GATEWAY_BIN      the gateway binary to run (default target/release/switchyard), e.g.
+#                              an older build for a side-by-side comparison
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
