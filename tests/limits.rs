@@ -584,6 +584,84 @@ async fn read_to_close_after(stream: &mut TcpStream, len: usize, pause: Duration
     total
 }
 
+/// An HTTP/2 frame: the 9-byte header, then `payload`.
+fn h2_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = payload.len();
+    out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// `limits.send_timeout` on HTTP/2, at the socket: a client that grants every window (2^31-1)
+/// but reads nothing from its socket has its streams' answers fill the gateway's send buffer;
+/// the blocked writes end the connection once `send_timeout` passed, counted as
+/// `send_timeout` (hyper reports h2's I/O errors as its own, with only the kind kept; they
+/// were counted as `io`), and the upstream requests behind its streams end too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_that_reads_nothing_from_its_socket_is_cut_at_send_timeout() {
+    let h =
+        Harness::with_config("[limits]\nsend_timeout = \"300ms\"\nsend_buffer = \"16 KiB\"").await;
+    const MAX_WINDOW: u32 = 0x7fff_ffff;
+    const STREAMS: u32 = 4;
+    let mut out = common::raw::H2_PREFACE_AND_SETTINGS[..24].to_vec();
+    let mut settings = vec![0, 4];
+    settings.extend_from_slice(&MAX_WINDOW.to_be_bytes());
+    h2_frame(&mut out, 4, 0, 0, &settings);
+    h2_frame(&mut out, 8, 0, 0, &(MAX_WINDOW - 65_535).to_be_bytes());
+    // HPACK literals without indexing or Huffman coding (RFC 7541 §6.2.2).
+    let mut block = Vec::new();
+    let authority = h.proxy_addr.to_string();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/v1/chat/completions"),
+        (":authority", authority.as_str()),
+        ("content-type", "application/json"),
+        ("x-mock-response-bytes", "4194304"),
+    ] {
+        block.push(0);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    for i in 0..STREAMS {
+        h2_frame(&mut out, 1, 0x4, 2 * i + 1, &block);
+        h2_frame(&mut out, 0, 0x1, 2 * i + 1, CHAT.as_bytes());
+    }
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(h.proxy_addr).await.unwrap();
+    stream.write_all(&out).await.unwrap();
+
+    let scrape = h
+        .scrape_when(|s| {
+            metric("switchyard_client_errors_total")
+                .label("kind", "send_timeout")
+                .sum_in(s)
+                == Some(1.0)
+        })
+        .await;
+    metric("switchyard_client_errors_total")
+        .label("kind", "io")
+        .assert_value(&scrape, 0.0);
+    // Every upstream request behind it has ended (the kernel's buffers on the upstream side
+    // can hold a whole 4 MiB answer, so some may have been sent to the end).
+    let reqs = h
+        .primary
+        .wait_until(SOON, |reqs| {
+            reqs.len() == STREAMS as usize && reqs.iter().all(|r| r.finished)
+        })
+        .await;
+    assert_eq!(reqs.len(), STREAMS as usize);
+    assert!(
+        reqs.iter().all(|r| r.finished),
+        "every upstream request ended"
+    );
+    drop(stream);
+    h.gateway.shutdown().await;
+}
+
 /// HTTP/2 flow control: a client that grants no window (here: never reads the response body,
 /// so its window is never reopened) leaves the gateway's writes unblocked but the stream
 /// waiting forever, holding its upstream request. The stall watchdog drops the connection

@@ -108,10 +108,12 @@ impl ClientConnectionError {
                 }
             }
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                // HTTP/1.1 keeps the error itself; h2 (above) only its kind.
-                if io
-                    .get_ref()
-                    .is_some_and(|inner| inner.is::<crate::send_deadline::SendTimeout>())
+                // HTTP/1.1 keeps the error itself. An h2 I/O error keeps only its kind, and
+                // hyper hands it on as its own I/O error, without the h2 error around it.
+                if is_send_timeout(io)
+                    || io
+                        .get_ref()
+                        .is_some_and(|inner| inner.is::<crate::send_deadline::SendTimeout>())
                 {
                     return Some(ClientConnectionError::SendTimeout);
                 }
