@@ -222,8 +222,11 @@ fn lock(stats: &Mutex<Stats>) -> MutexGuard<'_, Stats> {
 fn describe(ended: &Ended) -> String {
     let what = if ended.first.is_empty() {
         "nothing".to_owned()
-    } else if ended.how == "goaway" || ended.first.starts_with(&[0]) {
+    } else if ended.how == "goaway" {
         String::from_utf8_lossy(&ended.first).into_owned()
+    } else if ended.first.starts_with(&[0]) {
+        // Binary: HTTP/2 frames (their 24-bit length starts with a zero byte).
+        "HTTP/2 frames".to_owned()
     } else {
         let text = String::from_utf8_lossy(&ended.first);
         text.lines().next().unwrap_or_default().to_owned()
@@ -446,6 +449,11 @@ async fn hold_reading_slowly(
     let mut buf = vec![0u8; plan.read_bytes.max(1)];
     sleep(phase).await;
     loop {
+        // A reset (the server's send timeout) is pending on the socket at once, while what
+        // the receive buffer still holds would take minutes to read 64 bytes at a time.
+        if let Ok(Some(e)) = stream.take_error() {
+            return classify_read_error(&e);
+        }
         match stream.read(&mut buf).await {
             Ok(0) => return "eof",
             Ok(n) => {
