@@ -662,6 +662,41 @@ async fn an_h2_client_that_reads_nothing_from_its_socket_is_cut_at_send_timeout(
     h.gateway.shutdown().await;
 }
 
+/// Slow clients cannot stall other clients' streams on a shared HTTP/2 upstream connection.
+/// A stream's flow-control window stays taken while its client has not read what arrived,
+/// and the connection's window is shared by every stream on it: with hyper's defaults (2 MiB
+/// per stream, 5 MiB per connection) three stalled streams held up everything else on the
+/// connection. Here 8 clients read none of their 8 MiB answers (a 16 KiB send buffer, so the
+/// kernel does not take them), and a 1 MiB answer for another client still arrives at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_do_not_stall_other_streams_on_an_http2_upstream_connection() {
+    let h = Harness::with_config(
+        "[limits]\nsend_buffer = \"16 KiB\"\n[upstreams.primary]\nhttp2 = true\n",
+    )
+    .await;
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        stalled.push(large_response_request(&h, 8 * 1024 * 1024).await);
+    }
+    h.primary.wait_until(SOON, |reqs| reqs.len() == 8).await;
+    // Time for the upstream to fill every window it was given.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reply = tokio::time::timeout(
+        SOON,
+        h.client.post_json_with(
+            "/v1/chat/completions",
+            &[("x-mock-response-bytes", "1048576")],
+            CHAT,
+        ),
+    )
+    .await
+    .expect("another client's answer is not held up by the stalled streams");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body.len(), 1024 * 1024);
+    drop(stalled);
+    h.gateway.shutdown().await;
+}
+
 /// HTTP/2 flow control: a client that grants no window (here: never reads the response body,
 /// so its window is never reopened) leaves the gateway's writes unblocked but the stream
 /// waiting forever, holding its upstream request. The stall watchdog drops the connection

@@ -100,6 +100,10 @@ pub struct Settings {
     /// Bytes read from an HTTP/1.1 connection at a time: its read buffer's fixed size, and the
     /// largest response head it accepts.
     pub h1_read_buffer: usize,
+    /// HTTP/2 flow-control windows the gateway grants an upstream: per stream, and per
+    /// connection (shared by every stream on it).
+    pub h2_stream_window: u32,
+    pub h2_connection_window: u32,
 }
 
 /// One upstream's connections, for every thread slot.
@@ -230,7 +234,12 @@ impl Conns {
         // 72% of the heap with 1,000 slow readers held (heaptrack).
         h1.read_buf_exact_size(Some(settings.h1_read_buffer));
         let mut h2 = http2::Builder::new(BoxingExecutor);
-        h2.timer(TokioTimer::new());
+        // A stream's window stays taken while its client has not read what arrived, and the
+        // connection's window is shared: with hyper's 2 MiB per stream and 5 MiB per
+        // connection, three slow clients stalled every other stream on the connection.
+        h2.timer(TokioTimer::new())
+            .initial_stream_window_size(settings.h2_stream_window)
+            .initial_connection_window_size(settings.h2_connection_window);
         let slot = || {
             Arc::new(Slot {
                 hosts: Mutex::new(Vec::new()),
@@ -720,6 +729,8 @@ mod tests {
             idle_timeout,
             max_idle_per_host: 8,
             h1_read_buffer: 32 * 1024,
+            h2_stream_window: 512 * 1024,
+            h2_connection_window: 32 * 1024 * 1024,
         };
         Conns::new(connector, &settings, 1)
     }

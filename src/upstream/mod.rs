@@ -136,6 +136,17 @@ pub struct UpstreamClient {
 /// `proxy_buffer_size` is 4 or 8 KiB).
 const UPSTREAM_READ_BUFFER: usize = 32 * 1024;
 
+/// HTTP/2 flow-control window per upstream stream: what one response may have in flight
+/// (512 KiB is ~10 MB/s per stream at 50 ms of round trip), and so the most a stream whose
+/// client reads slowly can leave unread in the gateway.
+const UPSTREAM_H2_STREAM_WINDOW: u32 = 512 * 1024;
+
+/// HTTP/2 flow-control window per upstream connection: 64 streams' windows, so that it takes
+/// 64 stalled streams (clients not reading) to hold up the others on the connection; hyper's
+/// defaults (2 MiB / 5 MiB) let 3 do it. Also the most unread response data one connection
+/// can leave in the gateway.
+const UPSTREAM_H2_CONNECTION_WINDOW: u32 = 64 * UPSTREAM_H2_STREAM_WINDOW;
+
 impl UpstreamClient {
     /// A client for `cfg` with one connection pool per worker thread (`workers`) plus one for
     /// every other thread (health checks), so that a connection is only ever used by the
@@ -187,6 +198,8 @@ impl UpstreamClient {
             // than the upstream sends; the slow-reader bench found 97% of the gateway's memory
             // there. 32 KiB reads keep a stream flowing at full speed.
             h1_read_buffer: UPSTREAM_READ_BUFFER,
+            h2_stream_window: UPSTREAM_H2_STREAM_WINDOW,
+            h2_connection_window: UPSTREAM_H2_CONNECTION_WINDOW,
         };
         let conns = conns::Conns::new(connector, &settings, workers + 1);
         let name_header = HeaderValue::from_str(&cfg.name)
