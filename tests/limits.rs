@@ -418,6 +418,23 @@ async fn a_connection_without_a_first_request_is_closed_at_header_read_timeout()
     h.gateway.shutdown().await;
 }
 
+/// Wait until `switchyard_client_errors_total{kind="send_timeout"}` is `n`, assert that it
+/// is, and return that scrape.
+async fn send_timeouts_counted(h: &Harness, n: f64) -> common::metrics::Scrape {
+    let scrape = h
+        .scrape_when(|s| {
+            metric("switchyard_client_errors_total")
+                .label("kind", "send_timeout")
+                .sum_in(s)
+                == Some(n)
+        })
+        .await;
+    metric("switchyard_client_errors_total")
+        .label("kind", "send_timeout")
+        .assert_value(&scrape, n);
+    scrape
+}
+
 /// A client connection with a small receive buffer (set before connecting, so the window is
 /// small from the start), that has sent a request for `len` response bytes.
 async fn large_response_request(h: &Harness, len: usize) -> TcpStream {
@@ -456,17 +473,7 @@ async fn a_client_that_stops_or_trickles_is_cut_at_send_timeout_but_a_steady_rea
         Harness::with_config("[limits]\nsend_timeout = \"500ms\"\nsend_buffer = \"4 KiB\"").await;
     const LEN: usize = 32 * 1024 * 1024;
     let mut stalled = large_response_request(&h, LEN).await;
-    let scrape = h
-        .scrape_when(|s| {
-            metric("switchyard_client_errors_total")
-                .label("kind", "send_timeout")
-                .sum_in(s)
-                == Some(1.0)
-        })
-        .await;
-    metric("switchyard_client_errors_total")
-        .label("kind", "send_timeout")
-        .assert_value(&scrape, 1.0);
+    send_timeouts_counted(&h, 1.0).await;
     // The connection was reset (what the kernel held for it is discarded, not left to a
     // client that does not read), well short of the whole response.
     let (got, ending) = tokio::time::timeout(SOON, read_to_end(&mut stalled))
@@ -512,17 +519,7 @@ async fn a_client_that_stops_or_trickles_is_cut_at_send_timeout_but_a_steady_rea
     .expect("the trickler is cut while it trickles");
     assert!(ending.is_err(), "reset, after {got} bytes");
     assert!(started.elapsed() >= Duration::from_millis(450));
-    let scrape = h
-        .scrape_when(|s| {
-            metric("switchyard_client_errors_total")
-                .label("kind", "send_timeout")
-                .sum_in(s)
-                == Some(2.0)
-        })
-        .await;
-    metric("switchyard_client_errors_total")
-        .label("kind", "send_timeout")
-        .assert_value(&scrape, 2.0);
+    send_timeouts_counted(&h, 2.0).await;
     h.primary
         .wait_until(SOON, |reqs| reqs.len() == 1 && reqs[0].finished)
         .await;
@@ -556,13 +553,7 @@ async fn send_buffer_bounds_what_a_client_that_does_not_read_can_hold() {
     let h =
         Harness::with_config("[limits]\nsend_timeout = \"300ms\"\nsend_buffer = \"16 KiB\"").await;
     let mut stalled = large_response_request(&h, 1024 * 1024).await;
-    h.scrape_when(|s| {
-        metric("switchyard_client_errors_total")
-            .label("kind", "send_timeout")
-            .sum_in(s)
-            == Some(1.0)
-    })
-    .await;
+    send_timeouts_counted(&h, 1.0).await;
     let (_, ending) = tokio::time::timeout(SOON, read_to_end(&mut stalled))
         .await
         .expect("the cut connection ends");
@@ -634,14 +625,7 @@ async fn an_h2_client_that_reads_nothing_from_its_socket_is_cut_at_send_timeout(
     let mut stream = socket.connect(h.proxy_addr).await.unwrap();
     stream.write_all(&out).await.unwrap();
 
-    let scrape = h
-        .scrape_when(|s| {
-            metric("switchyard_client_errors_total")
-                .label("kind", "send_timeout")
-                .sum_in(s)
-                == Some(1.0)
-        })
-        .await;
+    let scrape = send_timeouts_counted(&h, 1.0).await;
     metric("switchyard_client_errors_total")
         .label("kind", "io")
         .assert_value(&scrape, 0.0);
@@ -737,17 +721,7 @@ async fn an_h2_client_that_grants_no_window_is_cut_but_a_slow_upstream_stream_is
         .expect("the stalled connection is dropped");
     assert!(ended.unwrap().is_err(), "dropped, not a clean GOAWAY");
     assert!(started.elapsed() >= Duration::from_millis(250));
-    let scrape = h
-        .scrape_when(|s| {
-            metric("switchyard_client_errors_total")
-                .label("kind", "send_timeout")
-                .sum_in(s)
-                == Some(1.0)
-        })
-        .await;
-    metric("switchyard_client_errors_total")
-        .label("kind", "send_timeout")
-        .assert_value(&scrape, 1.0);
+    send_timeouts_counted(&h, 1.0).await;
     // The upstream request behind it ended too.
     let reqs = h
         .primary
