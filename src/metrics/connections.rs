@@ -108,13 +108,10 @@ impl ClientConnectionError {
                 }
             }
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                // HTTP/1.1 keeps the error itself. An h2 I/O error keeps only its kind, and
+                // The kind identifies it on both protocols: HTTP/1.1 keeps the `SendTimeout`
+                // itself (made with kind `TimedOut`); an h2 I/O error keeps only the kind, and
                 // hyper hands it on as its own I/O error, without the h2 error around it.
-                if is_send_timeout(io)
-                    || io
-                        .get_ref()
-                        .is_some_and(|inner| inner.is::<crate::send_deadline::SendTimeout>())
-                {
+                if is_send_timeout(io) {
                     return Some(ClientConnectionError::SendTimeout);
                 }
                 return Some(ClientConnectionError::Io);
