@@ -2,8 +2,9 @@
 //! a `FaultFront` that counts its connections: keep-alive reuse (whole and streamed bodies),
 //! a connection whose response the client abandoned is closed and never reused, a connection
 //! the upstream closed while idle costs no request and sends none twice, idle connections
-//! close after `pool_idle_timeout`, `pool_max_idle_per_host = 0` keeps none, and one HTTP/2
-//! connection carries concurrent requests.
+//! close after `pool_idle_timeout`, `pool_max_idle_per_host = 0` keeps none, one HTTP/2
+//! connection carries concurrent requests, and one full (`http2_max_streams`) makes another
+//! rather than keep a request waiting.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -193,5 +194,88 @@ async fn concurrent_requests_share_one_http2_connection() {
     futures_util::future::join_all(requests).await;
     assert_eq!(front.accepted(), 2);
     assert_eq!(mock.request_count(), 40);
+    h.shutdown().await;
+}
+
+/// A streaming chat request that holds its upstream stream open for about `seconds` (three
+/// events, a third of it apart), read to its end.
+fn held_stream(h: &Harness, seconds: u64) -> tokio::task::JoinHandle<common::Reply> {
+    let client = h.client.clone();
+    let delay = (seconds * 1000 / 3).to_string();
+    tokio::spawn(async move {
+        client
+            .post_json_with(
+                "/v1/chat/completions",
+                &[("x-mock-chunks", "3"), ("x-mock-chunk-delay-ms", &delay)],
+                chat(true),
+            )
+            .await
+    })
+}
+
+/// An upstream that allows 4 concurrent streams per connection, and a gateway told so
+/// (`http2_max_streams = 4`): 4 long streams fill the connection, and a fifth request goes on
+/// a second connection at once instead of waiting inside hyper for one of them to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_http2_connection_makes_another_instead_of_queueing() {
+    let (mock, front, h) = setup(
+        MockOptions::new("primary").with_h2_max_streams(4),
+        "http2 = true\nhttp2_max_streams = 4",
+    )
+    .await;
+    let held: Vec<_> = (0..4).map(|_| held_stream(&h, 6)).collect();
+    eventually(
+        Duration::from_secs(5),
+        "4 streams reach the upstream",
+        || mock.request_count() == 4,
+    )
+    .await;
+    assert_eq!(front.accepted(), 1, "4 streams fit on one connection");
+    tokio::time::timeout(Duration::from_secs(2), complete(&h, false))
+        .await
+        .expect("a fifth request is answered while the 4 streams run");
+    assert_eq!(front.accepted(), 2, "the fifth went on a second connection");
+    assert!(
+        held.iter().all(|t| !t.is_finished()),
+        "the streams still run"
+    );
+    for task in held {
+        let reply = task.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(reply.text().contains("data: [DONE]"), "{}", reply.text());
+    }
+    // Both connections are free now: the next requests reuse them.
+    for _ in 0..4 {
+        complete(&h, true).await;
+    }
+    assert_eq!(front.accepted(), 2);
+    h.shutdown().await;
+}
+
+/// A burst of 10 streams with room for 4 per connection opens 3 connections, not one per
+/// request; every stream reaches the upstream at once; and once they have ended the extra
+/// connections close after `pool_idle_timeout` like any idle one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_streams_opens_only_the_connections_it_needs() {
+    let (mock, front, h) = setup(
+        MockOptions::new("primary").with_h2_max_streams(4),
+        "http2 = true\nhttp2_max_streams = 4\npool_idle_timeout = \"1s\"",
+    )
+    .await;
+    let held: Vec<_> = (0..10).map(|_| held_stream(&h, 3)).collect();
+    eventually(
+        Duration::from_secs(2),
+        "10 streams reach the upstream together",
+        || mock.request_count() == 10,
+    )
+    .await;
+    assert_eq!(front.accepted(), 3, "ceil(10 / 4) connections");
+    for task in held {
+        assert_eq!(task.await.unwrap().status, StatusCode::OK);
+    }
+    eventually(Duration::from_secs(5), "idle connections close", || {
+        front.open() == 0
+    })
+    .await;
     h.shutdown().await;
 }

@@ -202,6 +202,9 @@ listen = "127.0.0.1:$2"
 [upstreams.primary]
 url = "http://127.0.0.1:$UP_PORT/v1"
 http2 = $3
+# The mock allows 100,000 streams per HTTP/2 connection; the default (100) would spread the
+# idle-streams test's 10,000 over 100 connections, ~90 KB each (9 MiB more in all).
+http2_max_streams = 1000
 
 [upstreams.secondary]
 url = "http://localhost:$UP_PORT/v1"

@@ -217,6 +217,9 @@ pub struct Upstream {
     pub azure_classic: Option<AzureClassic>,
     /// Speak HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
     pub http2: bool,
+    /// Streams the gateway opens on one HTTP/2 connection to this upstream before it opens
+    /// another (by ALPN or `http2`).
+    pub http2_max_streams: u32,
     /// Headers set on every request to this upstream, replacing what the client sent.
     pub set_headers: Vec<(HeaderName, SecretValue)>,
     /// Forward the client's `authorization`, `api-key` and `x-api-key` headers. Defaults to
@@ -516,6 +519,12 @@ pub mod defaults {
     pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
     /// Idle keep-alive connections kept per upstream host.
     pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
+    /// Streams per HTTP/2 upstream connection: what most servers allow at least (nginx 128,
+    /// HAProxy and Apache 100, hyper 200, Go 250); RFC 9113 recommends no fewer than 100.
+    pub const HTTP2_MAX_STREAMS: u32 = 100;
+    /// The most `http2_max_streams` may be: its connection window (this many stream windows)
+    /// must stay within HTTP/2's 2^31-1.
+    pub const HTTP2_MAX_STREAMS_LIMIT: u32 = 1000;
     pub const LOG_LEVEL: &str = "info";
     /// How often a `bearer_token_file` is checked for a new token.
     pub const TOKEN_FILE_POLL: Duration = Duration::from_secs(5);

@@ -113,6 +113,7 @@ pub(super) struct RawUpstream {
     pub retries: Option<i64>,
     pub health: Option<RawHealth>,
     pub http2: Option<bool>,
+    pub http2_max_streams: Option<i64>,
     #[serde(default)]
     pub set_headers: BTreeMap<String, String>,
     pub forward_client_credentials: Option<bool>,

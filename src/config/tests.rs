@@ -106,6 +106,7 @@ first_byte = "1m"
 [upstreams.azure]
 url = "http://127.0.0.1:1/openai/v1/"
 http2 = true
+http2_max_streams = 250
 set_headers = { api-key = "${AZURE_KEY}" }
 pool_idle_timeout = "30s"
 pool_max_idle_per_host = 8
@@ -161,7 +162,9 @@ access_log = false
     assert_eq!(azure.timeouts.first_byte, Duration::from_secs(60));
     assert_eq!(azure.timeouts.idle, Duration::from_secs(10));
     assert_eq!(azure.pool_max_idle_per_host, 8);
+    assert_eq!(azure.http2_max_streams, 250);
     let bedrock = &c.upstreams[c.routing.stateful];
+    assert_eq!(bedrock.http2_max_streams, 100);
     assert_eq!(bedrock.url.path, "");
     assert_eq!(bedrock.timeouts.idle, Duration::from_secs(120));
     assert_eq!(

@@ -140,6 +140,22 @@ pub(super) fn upstream(
             )
         })?,
     };
+    let http2_max_streams = match raw.http2_max_streams {
+        None => defaults::HTTP2_MAX_STREAMS,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=defaults::HTTP2_MAX_STREAMS_LIMIT).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    &key("http2_max_streams"),
+                    &n.to_string(),
+                    &format!(
+                        "must be between 1 and {} streams (at most the upstream's SETTINGS_MAX_CONCURRENT_STREAMS)",
+                        defaults::HTTP2_MAX_STREAMS_LIMIT
+                    ),
+                )
+            })?,
+    };
     let (tls, danger_accept_invalid_certs) = upstream_tls(&prefix, raw, &url)?;
     Ok(Upstream {
         name: name.to_owned(),
@@ -155,6 +171,7 @@ pub(super) fn upstream(
         models: model_map(&key("models"), &raw.models, ModelValue::Model)?,
         azure_classic: azure,
         http2: raw.http2.unwrap_or(false),
+        http2_max_streams,
         set_headers,
         forward_client_credentials,
         timeouts: timeouts(&key("timeouts"), &raw.timeouts, Some(global))?,

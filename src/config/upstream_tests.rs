@@ -219,6 +219,16 @@ fn model_maps_and_azure_classic() {
 fn error_texts() {
     let cases: &[(&str, &str, &str)] = &[
         (
+            "http2_max_streams = 0",
+            "",
+            "upstreams.primary.http2_max_streams = 0: must be between 1 and 1000 streams (at most the upstream's SETTINGS_MAX_CONCURRENT_STREAMS)",
+        ),
+        (
+            "",
+            "http2_max_streams = 1001",
+            "upstreams.secondary.http2_max_streams = 1001: must be between 1 and 1000 streams (at most the upstream's SETTINGS_MAX_CONCURRENT_STREAMS)",
+        ),
+        (
             "kind = \"vertex\"",
             "",
             r#"upstreams.primary.kind = "vertex": must be one of "openai", "azure_openai", "bedrock""#,

@@ -58,6 +58,8 @@ pub struct MockOptions {
     /// Serve HTTPS with this config instead of cleartext. Its ALPN list decides whether
     /// clients may pick h2; a client verifier in it makes client certificates required.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` advertised to HTTP/2 clients (default 1,000).
+    pub h2_max_streams: u32,
 }
 
 impl MockOptions {
@@ -68,6 +70,7 @@ impl MockOptions {
             record: true,
             stream_delay: Duration::ZERO,
             tls: None,
+            h2_max_streams: 1_000,
         }
     }
 
@@ -82,6 +85,13 @@ impl MockOptions {
     #[must_use]
     pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// Advertise this many concurrent streams to HTTP/2 clients.
+    #[must_use]
+    pub fn with_h2_max_streams(mut self, streams: u32) -> Self {
+        self.h2_max_streams = streams;
         self
     }
 

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) tls: bool,
     /// Failed TLS handshakes.
     pub(crate) tls_failures: AtomicU64,
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` for HTTP/2 connections.
+    h2_max_streams: u32,
     pattern: Bytes,
     files: Mutex<Vec<Value>>,
 }
@@ -70,6 +72,7 @@ impl Shared {
             served: AtomicU64::new(0),
             tls: opts.tls.is_some(),
             tls_failures: AtomicU64::new(0),
+            h2_max_streams: opts.h2_max_streams,
             pattern: pattern_block(),
             files: Mutex::default(),
         }
@@ -123,7 +126,7 @@ pub(crate) async fn accept_loop(
     builder.http1().keep_alive(true);
     builder
         .http2()
-        .max_concurrent_streams(1_000)
+        .max_concurrent_streams(shared.h2_max_streams)
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024);
     let builder = Arc::new(builder);

@@ -8,10 +8,13 @@
 //!   list when its response has been read to the end ([`Lease::release`]); dropped any
 //!   earlier (an error, a timeout, a client gone), it takes its connection with it, since
 //!   hyper cannot reuse a connection with an unread response on it.
-//! - One HTTP/2 connection is shared by every request; a second is only made once it has
-//!   closed, and only one request makes it, in a task of its own (the others wait for it,
-//!   and get it even if that request is cancelled meanwhile). Its streams are counted
-//!   while their responses are open.
+//! - HTTP/2 connections are shared: each carries up to `http2_max_streams` streams
+//!   (requests waiting for their response head, and responses still open), oldest
+//!   connection first. A request that finds every one full, or none, makes a new one,
+//!   one request at a time and in a task of its own (the others wait for it, and get it
+//!   even if that request is cancelled meanwhile). Without the cap, a request beyond the
+//!   upstream's `SETTINGS_MAX_CONCURRENT_STREAMS` would wait inside hyper, unseen, until
+//!   some stream ended: minutes behind long SSE answers.
 //! - Idle connections close after `pool_idle_timeout` (a reaper task per slot) and at most
 //!   `pool_max_idle_per_host` are kept. An HTTP/2 connection is idle once it has no open
 //!   stream: one carrying long responses (SSE) is kept however long they run.
@@ -104,6 +107,8 @@ pub struct Settings {
     /// connection (shared by every stream on it).
     pub h2_stream_window: u32,
     pub h2_connection_window: u32,
+    /// Streams one HTTP/2 connection carries before another is made.
+    pub h2_max_streams: usize,
 }
 
 /// One upstream's connections, for every thread slot.
@@ -183,6 +188,8 @@ struct Slot {
     hosts: Mutex<Vec<Host>>,
     idle_timeout: Duration,
     max_idle: usize,
+    /// Streams per HTTP/2 connection.
+    max_streams: usize,
     /// The reaper task runs (started with the first idle connection).
     reaping: AtomicBool,
 }
@@ -191,11 +198,14 @@ struct Host {
     scheme: Scheme,
     authority: Authority,
     idle: VecDeque<Idle>,
-    h2: Option<Shared>,
+    /// Open HTTP/2 connections, oldest first.
+    h2: Vec<Shared>,
     /// The host answered ALPN with `h2` once: its next connections are HTTP/2 too.
     alpn_h2: bool,
     /// Held while an HTTP/2 connection is being made, so that only one request makes it.
     h2_connecting: Arc<tokio::sync::Mutex<()>>,
+    /// HTTP/2 connections that failed to be made under `h2_connecting`.
+    h2_failures: u64,
 }
 
 struct Idle {
@@ -215,6 +225,18 @@ impl Shared {
     fn checkout(&mut self, now: Instant) -> Checked {
         self.used = now;
         Checked::H2(self.tx.clone(), Stream::open(&self.streams))
+    }
+}
+
+impl Host {
+    /// A stream on the oldest open HTTP/2 connection with fewer than `max_streams`; closed
+    /// ones met on the way are dropped.
+    fn h2_stream(&mut self, max_streams: usize, now: Instant) -> Option<Checked> {
+        self.h2.retain(|s| !s.tx.is_closed());
+        self.h2
+            .iter_mut()
+            .find(|s| s.streams.load(Ordering::Relaxed) < max_streams)
+            .map(|s| s.checkout(now))
     }
 }
 
@@ -245,6 +267,7 @@ impl Conns {
                 hosts: Mutex::new(Vec::new()),
                 idle_timeout: settings.idle_timeout,
                 max_idle: settings.max_idle_per_host,
+                max_streams: settings.h2_max_streams.max(1),
                 reaping: AtomicBool::new(false),
             })
         };
@@ -334,12 +357,13 @@ impl Conns {
     /// A new connection to `host`: HTTP/2 when the upstream is HTTP/2 only or ALPN chose
     /// it, else HTTP/1.1. Its task runs on the calling thread's runtime.
     ///
-    /// One HTTP/2 connection per host: the request that takes the host's connect lock
-    /// makes it, in a task of its own, so that a request cancelled meanwhile (its client
-    /// gone, its deadline passed) does not take the handshake with it; the requests that
-    /// found the lock taken wait for that connection. Should making it fail, each waiter
-    /// tries on its own (in parallel, each bounded by the connect timeout) rather than one
-    /// after the other.
+    /// HTTP/2 connections are made one at a time per host: the request holding the host's
+    /// connect lock makes one, in a task of its own, so that a request cancelled meanwhile
+    /// (its client gone, its deadline passed) does not take the handshake with it. The
+    /// requests waiting for the lock take a stream on it, or on one whose stream ended
+    /// meanwhile, and the first that finds them all full makes the next. Should making one
+    /// fail, each waiter tries on its own (in parallel, each bounded by the connect
+    /// timeout) rather than one after the other.
     async fn connect(
         &self,
         slot: &Arc<Slot>,
@@ -350,29 +374,26 @@ impl Conns {
             return self.dial.open(slot, host, uri).await;
         }
         let lock = slot.h2_lock(host);
-        match lock.clone().try_lock_owned() {
-            Ok(guard) => {
-                // Made while this request was being handed back by the last one.
-                if let Some(shared) = slot.shared_h2(host) {
-                    return Ok(shared);
-                }
-                let (dial, slot, uri) = (self.dial.clone(), slot.clone(), uri.clone());
-                tokio::spawn(async move {
-                    let made = dial.open(&slot, host, &uri).await;
-                    drop(guard);
-                    made
-                })
-                .await
-                .map_err(|e| ConnError::Connect(Box::new(e)))?
-            }
-            Err(_) => {
-                drop(lock.lock().await);
-                match slot.shared_h2(host) {
-                    Some(shared) => Ok(shared),
-                    None => self.dial.open(slot, host, uri).await,
-                }
-            }
+        let failures = slot.h2_failures(host);
+        let guard = lock.lock_owned().await;
+        if let Some(stream) = slot.h2_stream(host) {
+            return Ok(stream);
         }
+        if slot.h2_failures(host) != failures {
+            drop(guard);
+            return self.dial.open(slot, host, uri).await;
+        }
+        let (dial, slot, uri) = (self.dial.clone(), slot.clone(), uri.clone());
+        tokio::spawn(async move {
+            let made = dial.open(&slot, host, &uri).await;
+            if made.is_err() {
+                slot.h2_failed(host);
+            }
+            drop(guard);
+            made
+        })
+        .await
+        .map_err(|e| ConnError::Connect(Box::new(e)))?
     }
 }
 
@@ -490,24 +511,22 @@ impl Slot {
             scheme,
             authority: authority.clone(),
             idle: VecDeque::new(),
-            h2: None,
+            h2: Vec::new(),
             alpn_h2: false,
             h2_connecting: Arc::default(),
+            h2_failures: 0,
         });
         hosts.len() - 1
     }
 
-    /// A connection ready for a request: the shared HTTP/2 one, or the most recently used
-    /// idle HTTP/1.1 one. Closed and expired ones met on the way are dropped.
+    /// A connection ready for a request: a stream on an HTTP/2 one with room, or the most
+    /// recently used idle HTTP/1.1 one. Closed and expired ones met on the way are dropped.
     fn checkout(&self, host: usize) -> Option<Checked> {
         let now = Instant::now();
         let mut hosts = self.lock();
         let host = hosts.get_mut(host)?;
-        if let Some(shared) = &mut host.h2 {
-            if !shared.tx.is_closed() {
-                return Some(shared.checkout(now));
-            }
-            host.h2 = None;
+        if let Some(stream) = host.h2_stream(self.max_streams, now) {
+            return Some(stream);
         }
         // Newest first; closed and expired ones are dropped. One not ready yet (its last
         // response has only just ended) is skipped and kept.
@@ -558,13 +577,21 @@ impl Slot {
             .unwrap_or_default()
     }
 
-    fn shared_h2(&self, host: usize) -> Option<Checked> {
-        let mut hosts = self.lock();
-        let shared = hosts.get_mut(host)?.h2.as_mut()?;
-        if shared.tx.is_closed() {
-            return None;
+    fn h2_stream(&self, host: usize) -> Option<Checked> {
+        let max_streams = self.max_streams;
+        self.lock()
+            .get_mut(host)?
+            .h2_stream(max_streams, Instant::now())
+    }
+
+    fn h2_failures(&self, host: usize) -> u64 {
+        self.lock().get(host).map_or(0, |h| h.h2_failures)
+    }
+
+    fn h2_failed(&self, host: usize) {
+        if let Some(h) = self.lock().get_mut(host) {
+            h.h2_failures += 1;
         }
-        Some(shared.checkout(Instant::now()))
     }
 
     fn set_h2(
@@ -579,7 +606,7 @@ impl Slot {
                 return;
             };
             h.alpn_h2 = true;
-            h.h2 = Some(Shared {
+            h.h2.push(Shared {
                 tx,
                 used: Instant::now(),
                 streams,
@@ -588,14 +615,10 @@ impl Slot {
         self.start_reaper();
     }
 
-    /// Forget the host's HTTP/2 connection if it has closed (a request came back unsent
-    /// from it). One made since, by another request, is kept.
+    /// Forget the host's closed HTTP/2 connections (a request came back unsent from one).
     fn drop_h2(&self, host: usize) {
-        let mut hosts = self.lock();
-        if let Some(h) = hosts.get_mut(host) {
-            if h.h2.as_ref().is_some_and(|s| s.tx.is_closed()) {
-                h.h2 = None;
-            }
+        if let Some(h) = self.lock().get_mut(host) {
+            h.h2.retain(|s| !s.tx.is_closed());
         }
     }
 
@@ -611,18 +634,19 @@ impl Slot {
             }) {
                 h.idle.pop_front();
             }
-            if let Some(s) = &mut h.h2 {
+            h.h2.retain_mut(|s| {
                 if s.tx.is_closed() {
-                    h.h2 = None;
+                    false
                 } else if s.streams.load(Ordering::Relaxed) > 0 {
                     // In use: its idle time starts when its last stream has ended (as seen
                     // here, so it closes one to one and a half timeouts after that).
                     s.used = now;
-                } else if now.duration_since(s.used) >= self.idle_timeout {
-                    h.h2 = None;
+                    true
+                } else {
+                    now.duration_since(s.used) < self.idle_timeout
                 }
-            }
-            left |= !h.idle.is_empty() || h.h2.is_some();
+            });
+            left |= !h.idle.is_empty() || !h.h2.is_empty();
         }
         left
     }
@@ -709,6 +733,10 @@ mod tests {
     }
 
     fn conns_idling(http2_only: bool, idle_timeout: Duration) -> Conns {
+        conns_with(http2_only, idle_timeout, Duration::from_secs(5))
+    }
+
+    fn conns_with(http2_only: bool, idle_timeout: Duration, connect_timeout: Duration) -> Conns {
         let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -721,7 +749,7 @@ mod tests {
             .wrap_connector(hyper_util::client::legacy::connect::HttpConnector::new());
         let connector = Connector::new(
             https,
-            Duration::from_secs(5),
+            connect_timeout,
             super::super::connect::LateAlerts::default(),
         );
         let settings = Settings {
@@ -731,6 +759,7 @@ mod tests {
             h1_read_buffer: 32 * 1024,
             h2_stream_window: 512 * 1024,
             h2_connection_window: 32 * 1024 * 1024,
+            h2_max_streams: 100,
         };
         Conns::new(connector, &settings, 1)
     }
@@ -765,6 +794,21 @@ mod tests {
         }
     }
 
+    /// A listener whose accept queue is full (a backlog of 0 and one connection, the
+    /// filler, that nobody accepts): a connect to it hangs until the queue is drained.
+    async fn full_accept_queue() -> (
+        tokio::net::TcpListener,
+        std::net::SocketAddr,
+        tokio::net::TcpStream,
+    ) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let filler = tokio::net::TcpStream::connect(addr).await.unwrap();
+        (listener, addr, filler)
+    }
+
     /// The request making a host's HTTP/2 connection is cancelled mid-connect (its client
     /// gone) while two others wait for that connection: the connection is still made, and
     /// the two share it. The upstream's accept queue is full at first (a listen backlog of
@@ -772,11 +816,7 @@ mod tests {
     /// drained and the kernel resends its SYN (about a second later).
     #[tokio::test(flavor = "current_thread")]
     async fn a_cancelled_http2_connect_still_serves_the_requests_waiting_for_it() {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let listener = socket.listen(0).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let filler = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (listener, addr, filler) = full_accept_queue().await;
         let conns = Arc::new(plain_conns(true));
         let url = format!("http://{addr}/v1/models");
         let send = |conns: &Arc<Conns>| {
@@ -815,6 +855,38 @@ mod tests {
             1,
             "one HTTP/2 connection for both waiting requests"
         );
+    }
+
+    /// Making a host's HTTP/2 connection fails (its connect times out: the upstream's accept
+    /// queue is full) while four other requests wait for it: they then try on their own,
+    /// all at once, rather than one after another behind the connect lock.
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_waiting_for_a_failed_http2_connect_try_on_their_own_at_once() {
+        let (listener, addr, _filler) = full_accept_queue().await;
+        let connect_timeout = Duration::from_millis(300);
+        let conns = Arc::new(conns_with(true, Duration::from_secs(60), connect_timeout));
+        let url = format!("http://{addr}/v1/models");
+        let started = Instant::now();
+        let sends: Vec<_> = (0..5)
+            .map(|_| {
+                let (conns, url) = (conns.clone(), url.clone());
+                tokio::spawn(async move { conns.send(req(&url)).await.map(|(r, _)| r.status()) })
+            })
+            .collect();
+        for send in sends {
+            let failed = send.await.unwrap().unwrap_err();
+            assert!(failed.is_connect(), "{failed}");
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= 2 * connect_timeout,
+            "the first try, then the others': {took:?}"
+        );
+        assert!(
+            took < 4 * connect_timeout,
+            "one after another would take 5 connect timeouts; took {took:?}"
+        );
+        drop(listener);
     }
 
     /// Every upstream connection has a task of its own for its whole life: the task adds
