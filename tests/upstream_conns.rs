@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::faults::{Fault, FaultFront};
-use common::{full, Harness, Next};
+use common::{full, metric, Harness, Next, Scrape};
 use http::{Method, StatusCode};
 use serde_json::json;
 use switchyard::mock::{MockOptions, MockProvider};
@@ -52,6 +52,21 @@ async fn complete(h: &Harness, stream: bool) {
     }
 }
 
+/// `switchyard_upstream_connections` (open now) and `..._opened_total` for the primary.
+fn connections(scrape: &Scrape, protocol: &str) -> (f64, f64) {
+    let series = |name: &str| {
+        metric(name)
+            .label("upstream", "primary")
+            .label("protocol", protocol)
+            .sum_in(scrape)
+            .unwrap_or(-1.0)
+    };
+    (
+        series("switchyard_upstream_connections"),
+        series("switchyard_upstream_connections_opened_total"),
+    )
+}
+
 /// Wait until `done` holds, for at most `limit`.
 async fn eventually(limit: Duration, what: &str, done: impl Fn() -> bool) {
     let until = Instant::now() + limit;
@@ -73,6 +88,9 @@ async fn keep_alive_serves_whole_and_streamed_responses_on_one_connection() {
         1,
         "every request after the first reuses the connection"
     );
+    let scrape = h.scrape().await;
+    assert_eq!(connections(&scrape, "http1"), (1.0, 1.0), "open, opened");
+    assert_eq!(connections(&scrape, "http2"), (0.0, 0.0));
     h.shutdown().await;
 }
 
@@ -150,6 +168,8 @@ async fn idle_connections_close_after_the_idle_timeout() {
         front.open() == 0
     })
     .await;
+    let scrape = h.scrape_when(|s| connections(s, "http1").0 == 0.0).await;
+    assert_eq!(connections(&scrape, "http1"), (0.0, 1.0), "open, opened");
     complete(&h, false).await;
     assert_eq!(front.accepted(), 2);
     assert_eq!(mock.request_count(), 3);
@@ -270,6 +290,7 @@ async fn a_burst_of_streams_opens_only_the_connections_it_needs() {
     )
     .await;
     assert_eq!(front.accepted(), 3, "ceil(10 / 4) connections");
+    assert_eq!(connections(&h.scrape().await, "http2"), (3.0, 3.0));
     for task in held {
         assert_eq!(task.await.unwrap().status, StatusCode::OK);
     }
@@ -277,5 +298,7 @@ async fn a_burst_of_streams_opens_only_the_connections_it_needs() {
         front.open() == 0
     })
     .await;
+    let scrape = h.scrape_when(|s| connections(s, "http2").0 == 0.0).await;
+    assert_eq!(connections(&scrape, "http2"), (0.0, 3.0), "open, opened");
     h.shutdown().await;
 }

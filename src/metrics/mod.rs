@@ -26,7 +26,9 @@ pub use audit::AuditMetrics;
 pub use clients::{ClientMetrics, ClientResult, UNKNOWN_CLIENT};
 pub use config::{ConfigMetrics, ReloadResult};
 pub use connections::{ClientConnectionError, ConnectionClose, ConnectionMetrics};
-pub use pool::{EndpointMetrics, PoolMetrics, RetryReason};
+pub use pool::{
+    ConnProtocol, EndpointMetrics, OpenConnection, PoolMetrics, RetryReason, UpstreamConnMetrics,
+};
 pub use route::{RouteMetrics, RouteMetricsTable};
 pub use streams::{RouteStreamMetrics, StreamMetrics, StreamOutcome, TokenKind};
 pub use websocket::WebSocketMetrics;

@@ -1,4 +1,5 @@
-//! Endpoint pools: endpoint health, ejections, health checks, retries, requests per endpoint.
+//! Endpoint pools: endpoint health, ejections, health checks, retries, requests per endpoint,
+//! and the upstream connections the gateway keeps (open now, and opened).
 //!
 //! Per-endpoint handles are resolved once when an upstream client is built
 //! ([`PoolMetrics::endpoint`]), so a request only touches atomics.
@@ -31,6 +32,74 @@ pub struct PoolMetrics {
     ejections: IntCounterVec,
     checks: IntCounterVec,
     retries: IntCounterVec,
+    connections: IntGaugeVec,
+    connections_opened: IntCounterVec,
+}
+
+/// The protocol of an upstream connection (its `protocol` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnProtocol {
+    Http1,
+    Http2,
+}
+
+impl ConnProtocol {
+    pub const ALL: [ConnProtocol; 2] = [ConnProtocol::Http1, ConnProtocol::Http2];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConnProtocol::Http1 => "http1",
+            ConnProtocol::Http2 => "http2",
+        }
+    }
+}
+
+/// One upstream's connection series, by protocol (resolved once per upstream client).
+#[derive(Clone)]
+pub struct UpstreamConnMetrics {
+    http1: ProtocolConns,
+    http2: ProtocolConns,
+}
+
+#[derive(Clone)]
+struct ProtocolConns {
+    open: IntGauge,
+    opened: IntCounter,
+}
+
+/// One open upstream connection, counted in `switchyard_upstream_connections` until dropped.
+pub struct OpenConnection(IntGauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl UpstreamConnMetrics {
+    /// A connection was made: counted as opened, and as open until the guard is dropped.
+    pub fn opened(&self, protocol: ConnProtocol) -> OpenConnection {
+        let series = match protocol {
+            ConnProtocol::Http1 => &self.http1,
+            ConnProtocol::Http2 => &self.http2,
+        };
+        series.opened.inc();
+        series.open.inc();
+        OpenConnection(series.open.clone())
+    }
+
+    /// Series registered nowhere, for unit tests of the connection pool.
+    #[cfg(test)]
+    pub fn detached() -> UpstreamConnMetrics {
+        let series = || ProtocolConns {
+            open: IntGauge::new("open", "open").unwrap(),
+            opened: IntCounter::new("opened", "opened").unwrap(),
+        };
+        UpstreamConnMetrics {
+            http1: series(),
+            http2: series(),
+        }
+    }
 }
 
 /// One endpoint's metric handles.
@@ -92,9 +161,26 @@ impl PoolMetrics {
             "Requests sent again to another endpoint of the same upstream, by reason.",
             &["upstream", "reason"],
         )?;
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_upstream_connections",
+                "Upstream connections open now, by upstream and protocol (http1, http2).",
+            ),
+            &["upstream", "protocol"],
+        )?;
+        registry.register(Box::new(connections.clone()))?;
+        let connections_opened = counter(
+            "switchyard_upstream_connections_opened_total",
+            "Upstream connections made (connected and handshaken), by upstream and protocol.",
+            &["upstream", "protocol"],
+        )?;
         for up in upstreams {
             for reason in RetryReason::ALL {
                 retries.with_label_values(&[up, reason.as_str()]);
+            }
+            for protocol in ConnProtocol::ALL {
+                connections.with_label_values(&[up, protocol.as_str()]);
+                connections_opened.with_label_values(&[up, protocol.as_str()]);
             }
         }
         Ok(PoolMetrics {
@@ -103,7 +189,25 @@ impl PoolMetrics {
             ejections,
             checks,
             retries,
+            connections,
+            connections_opened,
         })
+    }
+
+    /// One upstream's connection series.
+    pub fn upstream_connections(&self, upstream: &str) -> UpstreamConnMetrics {
+        let series = |protocol: ConnProtocol| ProtocolConns {
+            open: self
+                .connections
+                .with_label_values(&[upstream, protocol.as_str()]),
+            opened: self
+                .connections_opened
+                .with_label_values(&[upstream, protocol.as_str()]),
+        };
+        UpstreamConnMetrics {
+            http1: series(ConnProtocol::Http1),
+            http2: series(ConnProtocol::Http2),
+        }
     }
 
     /// Create (at zero, `up` = 1) and return one endpoint's series.

@@ -43,6 +43,7 @@ use tokio::time::Instant;
 use tower::ServiceExt as _;
 
 use super::connect::Connector;
+use crate::metrics::{ConnProtocol, OpenConnection, UpstreamConnMetrics};
 use crate::proxy::body::UpstreamBody;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -247,8 +248,14 @@ enum Checked {
 }
 
 impl Conns {
-    /// `slots`: slot 0 and one per worker thread (`runtime::slot`).
-    pub fn new(connector: Connector, settings: &Settings, slots: usize) -> Conns {
+    /// `slots`: slot 0 and one per worker thread (`runtime::slot`); `metrics`: the
+    /// upstream's connection series.
+    pub fn new(
+        connector: Connector,
+        settings: &Settings,
+        slots: usize,
+        metrics: UpstreamConnMetrics,
+    ) -> Conns {
         let mut h1 = http1::Builder::new();
         // A fixed-size read buffer. hyper's adaptive one (`max_buf_size`) doubles its capacity
         // whenever its next read size grows while the old buffer is still in use, so a
@@ -277,6 +284,7 @@ impl Conns {
                 h1,
                 h2,
                 http2_only: settings.http2_only,
+                metrics,
             }),
             first: slot(),
             workers: (1..slots).map(|_| slot()).collect(),
@@ -403,6 +411,7 @@ struct Dial {
     h1: http1::Builder,
     h2: http2::Builder<BoxingExecutor>,
     http2_only: bool,
+    metrics: UpstreamConnMetrics,
 }
 
 impl Dial {
@@ -417,25 +426,32 @@ impl Dial {
             .map_err(ConnError::Connect)?;
         if self.http2_only || io.connected().is_negotiated_h2() {
             let (tx, conn) = self.h2.handshake(io).await.map_err(ConnError::Handshake)?;
-            tokio::spawn(drive(conn, "HTTP/2"));
+            let open = self.metrics.opened(ConnProtocol::Http2);
+            tokio::spawn(drive(conn, "HTTP/2", open));
             let streams = Arc::default();
             let stream = Stream::open(&streams);
             slot.set_h2(host, tx.clone(), streams);
             Ok(Checked::H2(tx, stream))
         } else {
             let (tx, conn) = self.h1.handshake(io).await.map_err(ConnError::Handshake)?;
-            tokio::spawn(drive(conn, "HTTP/1.1"));
+            let open = self.metrics.opened(ConnProtocol::Http1);
+            tokio::spawn(drive(conn, "HTTP/1.1", open));
             Ok(Checked::H1(tx))
         }
     }
 }
 
-/// A connection's task: runs it to its end and logs how it ended.
+/// A connection's task: runs it to its end, logs how it ended, and keeps it counted as open
+/// until then (or until the task is dropped).
 ///
 /// `map`, not `async move { conn.await }`: an async block keeps the captured connection and
 /// the awaited one apart, so its task took 3.7 KiB per HTTP/1.1 connection where the
 /// connection is 1.8 KiB (heaptrack, 1,000 idle streams).
-fn drive<C, E>(conn: C, protocol: &'static str) -> impl std::future::Future<Output = ()>
+fn drive<C, E>(
+    conn: C,
+    protocol: &'static str,
+    open: OpenConnection,
+) -> impl std::future::Future<Output = ()>
 where
     C: std::future::Future<Output = Result<(), E>>,
     E: fmt::Display,
@@ -444,6 +460,7 @@ where
         if let Err(e) = ended {
             tracing::debug!(error = %e, protocol, "upstream connection ended with an error");
         }
+        drop(open);
     })
 }
 
@@ -761,7 +778,7 @@ mod tests {
             h2_connection_window: 32 * 1024 * 1024,
             h2_max_streams: 100,
         };
-        Conns::new(connector, &settings, 1)
+        Conns::new(connector, &settings, 1, UpstreamConnMetrics::detached())
     }
 
     /// An h2c upstream that counts the connections it accepts, and answers `/long` with a
@@ -899,7 +916,8 @@ mod tests {
             .await
             .unwrap();
         let connection = std::mem::size_of_val(&conn);
-        let task = std::mem::size_of_val(&drive(conn, "HTTP/1.1"));
+        let open = UpstreamConnMetrics::detached().opened(ConnProtocol::Http1);
+        let task = std::mem::size_of_val(&drive(conn, "HTTP/1.1", open));
         assert!(
             task <= connection + 64,
             "the task is {task} bytes for a {connection}-byte connection"

@@ -205,7 +205,12 @@ impl UpstreamClient {
             h2_connection_window: upstream_h2_connection_window(cfg.http2_max_streams),
             h2_max_streams: usize::try_from(cfg.http2_max_streams).unwrap_or(usize::MAX),
         };
-        let conns = conns::Conns::new(connector, &settings, workers + 1);
+        let conns = conns::Conns::new(
+            connector,
+            &settings,
+            workers + 1,
+            metrics.pool.upstream_connections(&cfg.name),
+        );
         let name_header = HeaderValue::from_str(&cfg.name)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         let version = if cfg.http2 {
