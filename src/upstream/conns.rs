@@ -104,13 +104,15 @@ pub struct Settings {
     /// Bytes read from an HTTP/1.1 connection at a time: its read buffer's fixed size, and the
     /// largest response head it accepts.
     pub h1_read_buffer: usize,
-    /// HTTP/2 flow-control windows the gateway grants an upstream: per stream, and per
-    /// connection (shared by every stream on it).
+    /// HTTP/2 flow-control window the gateway grants an upstream per stream; a connection
+    /// gets one per stream it may carry.
     pub h2_stream_window: u32,
-    pub h2_connection_window: u32,
     /// Streams one HTTP/2 connection carries before another is made.
     pub h2_max_streams: usize,
 }
+
+/// HTTP/2's largest flow-control window (2^31-1).
+const MAX_H2_WINDOW: u32 = (1 << 31) - 1;
 
 /// One upstream's connections, for every thread slot.
 pub struct Conns {
@@ -264,17 +266,23 @@ impl Conns {
         h1.read_buf_exact_size(Some(settings.h1_read_buffer));
         let mut h2 = http2::Builder::new(BoxingExecutor);
         // A stream's window stays taken while its client has not read what arrived, and the
-        // connection's window is shared: with hyper's 2 MiB per stream and 5 MiB per
-        // connection, three slow clients stalled every other stream on the connection.
+        // connection's window is shared by every stream on it: with hyper's 2 MiB per stream
+        // and 5 MiB per connection, three slow clients stalled every other stream. One stream
+        // window per stream the connection may carry means they never can.
+        let max_streams = settings.h2_max_streams.max(1);
+        let connection_window = u32::try_from(max_streams)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(settings.h2_stream_window)
+            .min(MAX_H2_WINDOW);
         h2.timer(TokioTimer::new())
             .initial_stream_window_size(settings.h2_stream_window)
-            .initial_connection_window_size(settings.h2_connection_window);
+            .initial_connection_window_size(connection_window);
         let slot = || {
             Arc::new(Slot {
                 hosts: Mutex::new(Vec::new()),
                 idle_timeout: settings.idle_timeout,
                 max_idle: settings.max_idle_per_host,
-                max_streams: settings.h2_max_streams.max(1),
+                max_streams,
                 reaping: AtomicBool::new(false),
             })
         };
@@ -460,6 +468,7 @@ where
         if let Err(e) = ended {
             tracing::debug!(error = %e, protocol, "upstream connection ended with an error");
         }
+        // Named here so that the closure owns it (an unused capture would not be moved in).
         drop(open);
     })
 }
@@ -775,7 +784,6 @@ mod tests {
             max_idle_per_host: 8,
             h1_read_buffer: 32 * 1024,
             h2_stream_window: 512 * 1024,
-            h2_connection_window: 32 * 1024 * 1024,
             h2_max_streams: 100,
         };
         Conns::new(connector, &settings, 1, UpstreamConnMetrics::detached())

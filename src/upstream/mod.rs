@@ -138,17 +138,9 @@ const UPSTREAM_READ_BUFFER: usize = 32 * 1024;
 
 /// HTTP/2 flow-control window per upstream stream: what one response may have in flight
 /// (512 KiB is ~10 MB/s per stream at 50 ms of round trip), and so the most a stream whose
-/// client reads slowly can leave unread in the gateway.
+/// client reads slowly can leave unread in the gateway. A connection gets one per stream it
+/// may carry (`conns.rs`).
 const UPSTREAM_H2_STREAM_WINDOW: u32 = 512 * 1024;
-
-/// HTTP/2 flow-control window per upstream connection: one stream window for each stream it
-/// may carry (`http2_max_streams`), so that streams whose clients stopped reading can never
-/// use up the connection's window and hold up the others on it (with hyper's defaults,
-/// 2 MiB / 5 MiB, three did). What a connection leaves unread in the gateway is still at most
-/// a stream window per stream.
-fn upstream_h2_connection_window(max_streams: u32) -> u32 {
-    max_streams.saturating_mul(UPSTREAM_H2_STREAM_WINDOW)
-}
 
 impl UpstreamClient {
     /// A client for `cfg` with one connection pool per worker thread (`workers`) plus one for
@@ -202,7 +194,6 @@ impl UpstreamClient {
             // there. 32 KiB reads keep a stream flowing at full speed.
             h1_read_buffer: UPSTREAM_READ_BUFFER,
             h2_stream_window: UPSTREAM_H2_STREAM_WINDOW,
-            h2_connection_window: upstream_h2_connection_window(cfg.http2_max_streams),
             h2_max_streams: usize::try_from(cfg.http2_max_streams).unwrap_or(usize::MAX),
         };
         let conns = conns::Conns::new(
