@@ -73,10 +73,15 @@
 #   SLOWLORIS_SLOWREAD_BYTES   size of a slow reader's response (default 1048576)
 #   SLOWLORIS_SLOWREAD_H2      true: the large-response upstream is h2c (default false)
 #   SLOWLORIS_UPSTREAM_SNDBUF  SO_SNDBUF of the large-response upstream's sockets (default
-#                              65536; 0: the kernel's autotuning). A real provider's send
-#                              buffers are on another machine; here they would share this one's
-#                              TCP memory (net.ipv4.tcp_mem) with the gateway's, so by default
-#                              the mock keeps its own small and what is measured is the gateway
+#                              4096, the kernel's floor; 0: the kernel's autotuning). A real
+#                              provider's send buffers are on another machine; here they would
+#                              share this one's TCP memory (net.ipv4.tcp_mem) with the gateway's,
+#                              so by default the mock keeps its own as small as it can and what
+#                              is measured is the gateway. A loopback sender still queues up to
+#                              one 64 KiB segment past it: ~44 KiB per slow reader's upstream
+#                              connection, against ~165 KiB at 65536 (the default until
+#                              2026-11-29), which put 1.5 GiB of the mock's own into the
+#                              machine's TCP memory with 9,488 slow readers
 #   SLOWLORIS_ATTACKER_NICE    nice level of the attacking process (default 10: it shares the
 #                              machine; the point is the gateway, not a CPU race)
 #   SLOWLORIS_CONFIG_EXTRA     TOML merged into the gateway's config: keys of a table that
@@ -106,7 +111,7 @@ SEND_TIMEOUT=${SLOWLORIS_SEND_TIMEOUT:-30s}
 POST_LENGTH=${SLOWLORIS_POST_LENGTH:-33554432}
 SLOWREAD_BYTES=${SLOWLORIS_SLOWREAD_BYTES:-1048576}
 SLOWREAD_H2=${SLOWLORIS_SLOWREAD_H2:-false}
-UPSTREAM_SNDBUF=${SLOWLORIS_UPSTREAM_SNDBUF:-65536}
+UPSTREAM_SNDBUF=${SLOWLORIS_UPSTREAM_SNDBUF:-4096}
 NICE=${SLOWLORIS_ATTACKER_NICE:-10}
 EXTRA=${SLOWLORIS_CONFIG_EXTRA:-}
 OPENING=${SLOWLORIS_OPENING:-5}
