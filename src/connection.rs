@@ -47,6 +47,9 @@ pub(crate) struct ConnectionLimits {
     pub(crate) send_timeout: Option<Duration>,
     /// SO_SNDBUF for the client socket (`limits.send_buffer`); `None` is the kernel's.
     pub(crate) send_buffer: Option<usize>,
+    /// TCP_NOTSENT_LOWAT for the client socket (`limits.unsent_buffer`); `None` is the
+    /// kernel's.
+    pub(crate) unsent_buffer: Option<u32>,
 }
 
 impl ConnectionLimits {
@@ -57,6 +60,7 @@ impl ConnectionLimits {
         first_request: None,
         send_timeout: None,
         send_buffer: None,
+        unsent_buffer: None,
     };
 }
 

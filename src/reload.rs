@@ -310,7 +310,15 @@ impl Bound {
                     format!("{:?}", l.keepalive_timeout),
                 ),
                 ("limits.send_timeout", format!("{:?}", l.send_timeout)),
-                ("limits.send_buffer", format!("{:?}", l.send_buffer)),
+                (
+                    "limits.send_buffer",
+                    l.send_buffer
+                        .map_or_else(|| "unset".to_string(), |n| n.to_string()),
+                ),
+                (
+                    "limits.unsent_buffer",
+                    l.unsent_buffer.unwrap_or(0).to_string(),
+                ),
                 (
                     "limits.h2_max_concurrent_streams",
                     l.h2.max_concurrent_streams.to_string(),

@@ -192,6 +192,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         first_request: Some(limits.header_read_timeout),
         send_timeout: Some(limits.send_timeout),
         send_buffer: limits.send_buffer,
+        unsent_buffer: limits.unsent_buffer,
     };
 
     // The request path, outermost layer first.

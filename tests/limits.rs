@@ -330,6 +330,22 @@ fn limit_errors_name_key_value_and_rule() {
             "send_buffer = \"1 GiB\"",
             "limits.send_buffer = 1073741824: must be between 4096 bytes (4 KiB) and 64 MiB",
         ),
+        (
+            "unsent_buffer = 1000",
+            "limits.unsent_buffer = 1000: must be 0 (the kernel's net.ipv4.tcp_notsent_lowat) or between 4096 bytes (4 KiB) and 64 MiB",
+        ),
+        (
+            "unsent_buffer = \"128 MiB\"",
+            "limits.unsent_buffer = 134217728: must be 0 (the kernel's net.ipv4.tcp_notsent_lowat) or between 4096 bytes (4 KiB) and 64 MiB",
+        ),
+        (
+            "unsent_buffer = \"lots\"",
+            r#"limits.unsent_buffer = "lots": must be 0 (the kernel's net.ipv4.tcp_notsent_lowat) or between 4096 bytes (4 KiB) and 64 MiB"#,
+        ),
+        (
+            "unsent_buffer = -5",
+            "limits.unsent_buffer = -5: must be 0 (the kernel's net.ipv4.tcp_notsent_lowat) or between 4096 bytes (4 KiB) and 64 MiB",
+        ),
     ];
     for (line, expected) in cases {
         let text = format!("{base}\n[limits]\n{line}\n");
@@ -559,6 +575,73 @@ async fn send_buffer_bounds_what_a_client_that_does_not_read_can_hold() {
         .expect("the cut connection ends");
     assert!(ending.is_err(), "reset");
     h.gateway.shutdown().await;
+}
+
+/// `limits.unsent_buffer` (TCP_NOTSENT_LOWAT) bounds what the kernel holds, written but unsent,
+/// for a client that reads nothing, without capping the in-flight bytes of one that reads:
+/// the gateway's side of the connection queues at most the limit plus one segment (up to
+/// 64 KiB on loopback). With the kernel's own setting (0), its autotuned send buffer takes
+/// about 200 KiB of the same 1 MiB answer on loopback, and up to `net.ipv4.tcp_wmem`'s max
+/// (4 MiB) on a real network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_buffer_bounds_what_the_kernel_queues_for_a_client_that_reads_nothing() {
+    const BOUND: u64 = 16 * 1024 + 64 * 1024 + 8 * 1024;
+    let mut queued = Vec::new();
+    for setting in ["unsent_buffer = \"16 KiB\"", "unsent_buffer = 0"] {
+        let h = Harness::with_config(&format!("[limits]\nsend_timeout = \"60s\"\n{setting}")).await;
+        let stalled = large_response_request(&h, 1024 * 1024).await;
+        let client = stalled.local_addr().unwrap();
+        // The gateway's queue to this client, once it stops growing.
+        let mut last = None;
+        let deadline = tokio::time::Instant::now() + SOON;
+        let settled = loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = kernel_send_queue(h.proxy_addr, client);
+            if now.is_some_and(|n| n > 0) && now == last {
+                break now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{setting}: the queue kept changing: {now:?}"
+            );
+            last = now;
+        };
+        let settled = settled.unwrap_or_default();
+        queued.push(settled);
+        drop(stalled);
+        h.gateway.shutdown().await;
+    }
+    assert!(queued[0] <= BOUND, "16 KiB: {} bytes queued", queued[0]);
+    assert!(
+        queued[1] > BOUND,
+        "kernel default: {} bytes queued",
+        queued[1]
+    );
+}
+
+/// Bytes in the kernel's send queue (written and not yet acknowledged) of the TCP socket from
+/// `local` to `remote`, from `/proc/net/tcp` (IPv4).
+fn kernel_send_queue(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> Option<u64> {
+    fn hex(addr: std::net::SocketAddr) -> Option<String> {
+        let std::net::SocketAddr::V4(v4) = addr else {
+            return None;
+        };
+        Some(format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ))
+    }
+    let (local, remote) = (hex(local)?, hex(remote)?);
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&local.as_str()) || fields.get(2) != Some(&remote.as_str()) {
+            return None;
+        }
+        let (tx, _rx) = fields.get(4)?.split_once(':')?;
+        u64::from_str_radix(tx, 16).ok()
+    })
 }
 
 /// Read until at least `len` bytes (head and body) arrived, pausing between reads.

@@ -297,13 +297,13 @@ async fn restart_only_settings_are_reported_and_the_rest_applies() {
         "[server]\nworkers = 3",
         "[log]\nlevel = \"debug\"",
         // Connection limits are built into the listeners; the body limit is per request.
-        "[limits]\nsend_timeout = \"5s\"\nmax_body_bytes = \"1 MiB\"",
+        "[limits]\nsend_timeout = \"5s\"\nunsent_buffer = 0\nmax_body_bytes = \"1 MiB\"",
     ]);
     gw.write(&changed);
     let (status, body) = gw.post_reload().await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let pending: Vec<String> = serde_json::from_value(body["restart_required"].clone()).unwrap();
-    assert_eq!(pending.len(), 3, "{pending:?}");
+    assert_eq!(pending.len(), 4, "{pending:?}");
     assert!(
         pending[0].starts_with("server.workers: running 2, file says 3"),
         "{pending:?}"
@@ -312,7 +312,11 @@ async fn restart_only_settings_are_reported_and_the_rest_applies() {
         pending[1], "limits.send_timeout: running 60s, file says 5s",
         "{pending:?}"
     );
-    assert!(pending[2].starts_with("log.level:"), "{pending:?}");
+    assert_eq!(
+        pending[2], "limits.unsent_buffer: running 16384, file says 0",
+        "{pending:?}"
+    );
+    assert!(pending[3].starts_with("log.level:"), "{pending:?}");
     // The new rule is live all the same.
     let reply = gw.probe().await;
     assert_eq!(reply.header("x-switchyard-rule"), Some("gen-b"));

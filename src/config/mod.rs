@@ -155,6 +155,10 @@ pub struct Limits {
     pub send_timeout: Duration,
     /// SO_SNDBUF of every client socket, in bytes; `None` leaves the kernel's autotuning.
     pub send_buffer: Option<usize>,
+    /// TCP_NOTSENT_LOWAT of every client socket, in bytes: how much written but not yet sent
+    /// data the kernel takes for a client before the gateway's writes wait. `None` leaves the
+    /// kernel's setting (`net.ipv4.tcp_notsent_lowat`, unlimited by default).
+    pub unsent_buffer: Option<u32>,
     /// HTTP/2 limits.
     pub h2: H2Limits,
 }
@@ -511,6 +515,10 @@ pub mod defaults {
     /// 64 KiB, in bytes: response bytes an HTTP/2 stream may have queued for its client (as
     /// much as an HTTP/1.1 response at the default `max_header_bytes`; hyper's own is ~400 KB).
     pub const H2_SEND_BUFFER: usize = 64 * 1024;
+    /// 16 KiB, in bytes: written but unsent data the kernel may hold for a client socket
+    /// (the value Cloudflare runs its edge with). Without it, a client that reads nothing
+    /// gets a 1 MiB answer queued whole in the gateway's autotuned send buffer on loopback.
+    pub const UNSENT_BUFFER: u32 = 16 * 1024;
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     /// Non-streaming reasoning calls can think for minutes before the head arrives.
     pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(300);

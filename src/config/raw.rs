@@ -85,6 +85,7 @@ pub(super) struct RawLimits {
     pub keepalive_timeout: Option<String>,
     pub send_timeout: Option<String>,
     pub send_buffer: Option<RawSize>,
+    pub unsent_buffer: Option<RawSize>,
     pub h2_max_concurrent_streams: Option<i64>,
     pub h2_max_pending_resets: Option<i64>,
     pub h2_stream_window: Option<RawSize>,

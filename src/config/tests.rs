@@ -66,6 +66,7 @@ fn minimal_file_loads_with_documented_defaults() {
     assert_eq!(c.limits.max_body_bytes, 32 * 1024 * 1024);
     assert_eq!(c.limits.max_header_bytes, 64 * 1024);
     assert_eq!(c.limits.h2.send_buffer, 64 * 1024);
+    assert_eq!(c.limits.unsent_buffer, Some(16 * 1024));
     assert_eq!(c.timeouts.connect, Duration::from_secs(5));
     assert_eq!(c.timeouts.first_byte, Duration::from_secs(300));
     assert_eq!(c.timeouts.idle, Duration::from_secs(120));
@@ -98,6 +99,7 @@ max_body_bytes = "1 MiB"
 max_header_bytes = 16384
 header_read_timeout = "5s"
 h2_send_buffer = "1 MiB"
+unsent_buffer = 0
 
 [timeouts]
 connect = "250ms"
@@ -146,6 +148,7 @@ access_log = false
     assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
     assert_eq!(c.limits.max_header_bytes, 16384);
     assert_eq!(c.limits.h2.send_buffer, 1024 * 1024);
+    assert_eq!(c.limits.unsent_buffer, None);
     assert_eq!(c.limits.header_read_timeout, Duration::from_secs(5));
     let azure = &c.upstreams[c.routing.stateless];
     assert_eq!(azure.url.path, "/openai/v1");

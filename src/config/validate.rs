@@ -358,6 +358,7 @@ fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
             .as_ref()
             .map(|v| send_buffer("limits.send_buffer", v))
             .transpose()?,
+        unsent_buffer: unsent_buffer("limits.unsent_buffer", l.unsent_buffer.as_ref())?,
         h2: H2Limits {
             max_concurrent_streams: count(
                 "limits.h2_max_concurrent_streams",
@@ -423,6 +424,31 @@ fn send_buffer(key: &str, value: &RawSize) -> Result<usize, ConfigError> {
                 "must be between 4096 bytes (4 KiB) and 64 MiB",
             )
         })
+}
+
+/// TCP_NOTSENT_LOWAT of client sockets: 0 (the kernel's setting) or 4 KiB to 64 MiB.
+fn unsent_buffer(key: &str, value: Option<&RawSize>) -> Result<Option<u32>, ConfigError> {
+    const RULE: &str =
+        "must be 0 (the kernel's net.ipv4.tcp_notsent_lowat) or between 4096 bytes (4 KiB) and 64 MiB";
+    let Some(value) = value else {
+        return Ok(Some(defaults::UNSENT_BUFFER));
+    };
+    let (bytes, shown) = match value {
+        RawSize::Bytes(n) => (u64::try_from(*n).ok(), n.to_string()),
+        RawSize::Text(text) => (
+            bytesize::ByteSize::from_str(text).ok().map(|b| b.as_u64()),
+            quote(text),
+        ),
+    };
+    match bytes {
+        Some(0) => Ok(None),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (4096..=64 * 1024 * 1024).contains(n))
+            .map(Some)
+            .ok_or_else(|| invalid(key, &n.to_string(), RULE)),
+        None => Err(invalid(key, &shown, RULE)),
+    }
 }
 
 /// What an HTTP/2 stream may queue for its client: 16 KiB (one frame at the protocol's default
