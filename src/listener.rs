@@ -285,9 +285,10 @@ pub(crate) async fn accept_loop<S, B>(
                     // Bounds what the kernel holds for a client that reads slowly.
                     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
                 }
+                // Bounds what the kernel holds unsent for a client that reads slowly, without
+                // the cap on in-flight bytes that SO_SNDBUF puts on a fast one (Linux only).
+                #[cfg(any(target_os = "linux", target_os = "android"))]
                 if let Some(bytes) = limits.unsent_buffer {
-                    // Bounds what the kernel holds unsent for a client that reads slowly,
-                    // without the cap on in-flight bytes that SO_SNDBUF puts on a fast one.
                     let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(bytes);
                 }
                 let protocols = Arc::clone(&protocols);
