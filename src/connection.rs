@@ -48,7 +48,8 @@ pub(crate) struct ConnectionLimits {
     /// SO_SNDBUF for the client socket (`limits.send_buffer`); `None` is the kernel's.
     pub(crate) send_buffer: Option<usize>,
     /// TCP_NOTSENT_LOWAT for the client socket (`limits.unsent_buffer`); `None` is the
-    /// kernel's.
+    /// kernel's. Linux and Android only.
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     pub(crate) unsent_buffer: Option<u32>,
 }
 

@@ -73,10 +73,11 @@
 #   SLOWLORIS_SLOWREAD_BYTES   size of a slow reader's response (default 1048576)
 #   SLOWLORIS_SLOWREAD_H2      true: the large-response upstream is h2c (default false)
 #   SLOWLORIS_UPSTREAM_SNDBUF  SO_SNDBUF of the large-response upstream's sockets (default
-#                              4096, the kernel's floor; 0: the kernel's autotuning). A real
-#                              provider's send buffers are on another machine; here they would
-#                              share this one's TCP memory (net.ipv4.tcp_mem) with the gateway's,
-#                              so by default the mock keeps its own as small as it can and what
+#                              4096, 8 KiB once the kernel doubles it; 0: the kernel's
+#                              autotuning). A real provider's send buffers are on another
+#                              machine; here they would share this one's TCP memory
+#                              (net.ipv4.tcp_mem) with the gateway's, so by default the mock
+#                              keeps its own as small as it can and what
 #                              is measured is the gateway. A loopback sender still queues up to
 #                              one 64 KiB segment past it: ~44 KiB per slow reader's upstream
 #                              connection, against ~165 KiB at 65536 (the default until

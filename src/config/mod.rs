@@ -516,8 +516,9 @@ pub mod defaults {
     /// much as an HTTP/1.1 response at the default `max_header_bytes`; hyper's own is ~400 KB).
     pub const H2_SEND_BUFFER: usize = 64 * 1024;
     /// 16 KiB, in bytes: written but unsent data the kernel may hold for a client socket
-    /// (the `net.ipv4.tcp_notsent_lowat` Cloudflare recommends for HTTP/2 servers). Without it, a client that reads nothing
-    /// gets a 1 MiB answer queued whole in the gateway's autotuned send buffer on loopback.
+    /// (the `net.ipv4.tcp_notsent_lowat` Cloudflare recommends for HTTP/2 servers). Without
+    /// it, a client that reads nothing gets a 1 MiB answer queued whole in the gateway's
+    /// autotuned send buffer on loopback.
     pub const UNSENT_BUFFER: u32 = 16 * 1024;
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     /// Non-streaming reasoning calls can think for minutes before the head arrives.
