@@ -233,6 +233,25 @@ fn held_stream(h: &Harness, seconds: u64) -> tokio::task::JoinHandle<common::Rep
     })
 }
 
+/// `n` streams of `seconds` each (`held_stream`), once every one has reached the upstream,
+/// which must happen within `within`.
+async fn held_streams(
+    h: &Harness,
+    mock: &MockProvider,
+    n: usize,
+    seconds: u64,
+    within: Duration,
+) -> Vec<tokio::task::JoinHandle<common::Reply>> {
+    let held = (0..n).map(|_| held_stream(h, seconds)).collect();
+    eventually(
+        within,
+        &format!("{n} streams reach the upstream together"),
+        || mock.request_count() == n,
+    )
+    .await;
+    held
+}
+
 /// An upstream that allows 4 concurrent streams per connection, and a gateway told so
 /// (`http2_max_streams = 4`): 4 long streams fill the connection, and a fifth request goes on
 /// a second connection at once instead of waiting inside hyper for one of them to end.
@@ -243,13 +262,7 @@ async fn a_full_http2_connection_makes_another_instead_of_queueing() {
         "http2 = true\nhttp2_max_streams = 4",
     )
     .await;
-    let held: Vec<_> = (0..4).map(|_| held_stream(&h, 6)).collect();
-    eventually(
-        Duration::from_secs(5),
-        "4 streams reach the upstream",
-        || mock.request_count() == 4,
-    )
-    .await;
+    let held = held_streams(&h, &mock, 4, 6, Duration::from_secs(5)).await;
     assert_eq!(front.accepted(), 1, "4 streams fit on one connection");
     tokio::time::timeout(Duration::from_secs(2), complete(&h, false))
         .await
@@ -282,13 +295,7 @@ async fn a_burst_of_streams_opens_only_the_connections_it_needs() {
         "http2 = true\nhttp2_max_streams = 4\npool_idle_timeout = \"1s\"",
     )
     .await;
-    let held: Vec<_> = (0..10).map(|_| held_stream(&h, 3)).collect();
-    eventually(
-        Duration::from_secs(2),
-        "10 streams reach the upstream together",
-        || mock.request_count() == 10,
-    )
-    .await;
+    let held = held_streams(&h, &mock, 10, 3, Duration::from_secs(2)).await;
     assert_eq!(front.accepted(), 3, "ceil(10 / 4) connections");
     assert_eq!(connections(&h.scrape().await, "http2"), (3.0, 3.0));
     for task in held {

@@ -269,14 +269,12 @@ impl Metrics {
             "Time from sending a request upstream to receiving its response head.",
             &["route", "upstream"],
         )?;
-        let in_flight = IntGaugeVec::new(
-            Opts::new(
-                "switchyard_requests_in_flight",
-                "Requests forwarded to an upstream whose response has not ended.",
-            ),
+        let in_flight = gauge_vec(
+            &registry,
+            "switchyard_requests_in_flight",
+            "Requests forwarded to an upstream whose response has not ended.",
             &["upstream"],
         )?;
-        registry.register(Box::new(in_flight.clone()))?;
         let decisions = counter(
             "switchyard_decisions_total",
             "Classification decisions, by class and the rule that decided.",
@@ -307,19 +305,18 @@ impl Metrics {
             "TLS handshakes on the client-facing listener that failed, by reason.",
             &["reason"],
         )?;
-        let worker_connections = IntGaugeVec::new(
-            Opts::new(
-                "switchyard_worker_connections",
-                "Client connections open, by worker thread (1 to server.workers).",
-            ),
+        let worker_connections = gauge_vec(
+            &registry,
+            "switchyard_worker_connections",
+            "Client connections open, by worker thread (1 to server.workers).",
             &["worker"],
         )?;
-        registry.register(Box::new(worker_connections.clone()))?;
-        let build_info = IntGaugeVec::new(
-            Opts::new("switchyard_build_info", "Build information; always 1."),
+        let build_info = gauge_vec(
+            &registry,
+            "switchyard_build_info",
+            "Build information; always 1.",
             &["version"],
         )?;
-        registry.register(Box::new(build_info.clone()))?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -437,4 +434,16 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A gauge vector registered in `registry`.
+pub(crate) fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
 }

@@ -6,6 +6,8 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+use super::gauge_vec;
+
 /// Why a request was sent again to another endpoint of the same upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RetryReason {
@@ -128,14 +130,12 @@ impl EndpointMetrics {
 
 impl PoolMetrics {
     pub fn new(registry: &Registry, upstreams: &[&str]) -> Result<PoolMetrics, prometheus::Error> {
-        let up = IntGaugeVec::new(
-            Opts::new(
-                "switchyard_endpoint_up",
-                "1 if the endpoint takes traffic (health checks passing, not ejected), else 0.",
-            ),
+        let up = gauge_vec(
+            registry,
+            "switchyard_endpoint_up",
+            "1 if the endpoint takes traffic (health checks passing, not ejected), else 0.",
             &["upstream", "endpoint"],
         )?;
-        registry.register(Box::new(up.clone()))?;
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels)?;
             registry.register(Box::new(c.clone()))?;
@@ -161,14 +161,12 @@ impl PoolMetrics {
             "Requests sent again to another endpoint of the same upstream, by reason.",
             &["upstream", "reason"],
         )?;
-        let connections = IntGaugeVec::new(
-            Opts::new(
-                "switchyard_upstream_connections",
-                "Upstream connections open now, by upstream and protocol (http1, http2).",
-            ),
+        let connections = gauge_vec(
+            registry,
+            "switchyard_upstream_connections",
+            "Upstream connections open now, by upstream and protocol (http1, http2).",
             &["upstream", "protocol"],
         )?;
-        registry.register(Box::new(connections.clone()))?;
         let connections_opened = counter(
             "switchyard_upstream_connections_opened_total",
             "Upstream connections made (connected and handshaken), by upstream and protocol.",
