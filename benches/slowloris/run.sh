@@ -45,7 +45,7 @@
 # hard limit (net.ipv4.tcp_mem) for a few seconds, which drops loopback packets for every
 # process on the machine, not only these.
 #
-# Loopback only; about 3 minutes after the build on a 2-core machine. Needs jq and curl
+# Loopback only; about 9 minutes after the build on a 2-core machine. Needs jq and curl
 # (installed from the OS packages if missing, with root or passwordless sudo). Builds the
 # gateway and the three examples in release mode unless LOAD_SKIP_BUILD=1, and stops
 # everything it started on exit, even on failure. Results: target/slowloris/results.md and
