@@ -390,8 +390,10 @@ our_ticks() {
 # the CPU that other processes on the machine used meanwhile (noise: this is a shared box).
 legit() {
     local secs=$1 g0 g1 m0 m1 o0 o1 c0 c1 line mark
-    # The sampler pauses while this file exists (see `sampler`).
+    # The sampler pauses while this file exists, and a sample already under way ends first
+    # (see `sampler`).
     mark=$WORK/measuring/$BASHPID; mkdir -p "$WORK/measuring"; : >"$mark"
+    for _ in $(seq 300); do [ -e "$WORK/sampling" ] || break; sleep 0.01; done
     g0=$(cpu_ticks "$GW_PID"); m0=$(machine_ticks); o0=$(our_ticks); children_cpu_s c0
     line=$("$CLIENT_BIN" rate "127.0.0.1:$GW_PORT" --rate "$RATE" --duration "$secs" \
         --connections "$RATE_CONNS" --body "$WORK/chat.json" 2>>"$WORK/load_client.log" || true)
@@ -409,8 +411,10 @@ legit() {
 
 # sampler FILE: every 0.5 s, "seconds rss_kb vmsize_kb fds conns tcp_mem_kb big_upstream_fds"
 # (the last: open files of the large-response upstream)
-# of the gateway, until killed. It skips its samples while legitimate traffic is measured
-# (`legit` marks that with a file under $WORK/measuring/): a sample lists /proc/PID/fd, whose
+# of the gateway, until killed. It skips its samples while legitimate traffic is measured:
+# `legit` marks that with a file under $WORK/measuring/, then waits (at most 3 s) while
+# $WORK/sampling says a sample is under way; each side writes its own file before it looks
+# for the other's, so one of them always sees the other. A sample lists /proc/PID/fd, whose
 # cost grows with the connections held, and with 10,000 of them the sampling alone took
 # legitimate p99 from ~0.55 ms to 0.8-4.5 ms (three 5 s windows with and without it, same
 # gateway, same held attack), which read as the attack's cost. Peak RSS and virtual size come
@@ -419,10 +423,12 @@ sampler() {
     local t0 now
     t0=$(date +%s.%N)
     while kill -0 "$GW_PID" 2>/dev/null; do
-        if [ -z "$(ls -A "$WORK/measuring" 2>/dev/null)" ]; then
+        : >"$WORK/sampling"
+        if ! compgen -G "$WORK/measuring/*" >/dev/null; then
             now=$(date +%s.%N)
             echo "$(awk -v a="$t0" -v b="$now" 'BEGIN {printf "%.1f", b - a}') $(status_kb "$GW_PID" VmRSS) $(status_kb "$GW_PID" VmSize) $(fd_count "$GW_PID") $(gw_conns) $(tcp_mem_kb) $(fd_count "$BIG_PID")"
         fi
+        rm -f "$WORK/sampling"
         sleep 0.5
     done >>"$1"
 }
@@ -589,6 +595,7 @@ run_phase() {
         attack_round "$kind" "$modes" "$n" "$r" >>"$rounds"
     done
     kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; forget_pid "$spid"
+    rm -f "$WORK/sampling"   # if it was killed mid-sample
     local after_rss after_fds peaks timeline warnings
     after_rss=$(status_kb "$GW_PID" VmRSS); after_fds=$(fd_count "$GW_PID")
     # RSS and virtual size: the kernel's high-water marks over the gateway's life (this phase);
