@@ -34,8 +34,11 @@
 # Throughout: the gateway's RSS (fresh, held, peak as the kernel marks it, after), virtual
 # size, open files, client connections (switchyard_worker_connections), CPU, what it logged;
 # which hostile connections it closed, after how long and with what; and the CPU other
-# processes used, since p99 on a shared 2-core machine is noisy. None of this is sampled while
-# legitimate traffic is measured (see `sampler`).
+# processes used, since p99 on a shared 2-core machine is noisy. The 0.5 s samples (memory,
+# open files, connections, TCP memory) pause while legitimate traffic is measured (see
+# `sampler`): peaks of open files, connections and TCP memory are the largest seen outside
+# those windows (the held values are read just before the held window); peak RSS and virtual
+# size are the kernel's own high-water marks.
 #
 # File descriptors: the soft limit is raised to the hard one. Each hostile connection costs the
 # gateway one descriptor, and a slow reader two (its upstream HTTP/1.1 connection stays busy
@@ -393,7 +396,11 @@ legit() {
     # The sampler pauses while this file exists, and a sample already under way ends first
     # (see `sampler`).
     mark=$WORK/measuring/$BASHPID; mkdir -p "$WORK/measuring"; : >"$mark"
-    for _ in $(seq 300); do [ -e "$WORK/sampling" ] || break; sleep 0.01; done
+    local waited=0
+    while [ -e "$WORK/sampling" ]; do
+        if [ "$waited" -ge 300 ]; then log "  NOTE: a sample still under way after 3 s; measuring anyway"; break; fi
+        sleep 0.01; waited=$((waited + 1))
+    done
     g0=$(cpu_ticks "$GW_PID"); m0=$(machine_ticks); o0=$(our_ticks); children_cpu_s c0
     line=$("$CLIENT_BIN" rate "127.0.0.1:$GW_PORT" --rate "$RATE" --duration "$secs" \
         --connections "$RATE_CONNS" --body "$WORK/chat.json" 2>>"$WORK/load_client.log" || true)
@@ -421,6 +428,9 @@ legit() {
 # from the kernel's own high-water marks (VmHWM, VmPeak), so no peak is missed meanwhile.
 sampler() {
     local t0 now
+    # However it ends (killed at the end of a phase, say), no sample stays marked under way.
+    trap 'rm -f "$WORK/sampling"' EXIT
+    trap exit TERM
     t0=$(date +%s.%N)
     while kill -0 "$GW_PID" 2>/dev/null; do
         : >"$WORK/sampling"
@@ -465,7 +475,13 @@ attack_round() {
 
     legit "$OPENING" >"$WORK/opening-$kind.json" &
     local lpid=$!; PIDS+=("$lpid")
-    sleep 0.3   # its connections are open before the attack's
+    # Its connections are open before the attack's: it has marked its window (so no new
+    # sample starts) and no sample is under way, then its client has had 0.3 s to connect.
+    for _ in $(seq 400); do
+        [ -e "$WORK/measuring/$lpid" ] && [ ! -e "$WORK/sampling" ] && break
+        sleep 0.01
+    done
+    sleep 0.3
     local g_start t_attack
     g_start=$(cpu_ticks "$GW_PID"); t_attack=$(date +%s.%N)
     rm -f "$fifo"; mkfifo "$fifo"
