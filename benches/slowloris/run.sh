@@ -611,7 +611,6 @@ run_phase() {
         attack_round "$kind" "$modes" "$n" "$r" >>"$rounds"
     done
     kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; forget_pid "$spid"
-    rm -f "$WORK/sampling"   # if it was killed mid-sample
     local after_rss after_fds peaks timeline warnings
     after_rss=$(status_kb "$GW_PID" VmRSS); after_fds=$(fd_count "$GW_PID")
     # RSS and virtual size: the kernel's high-water marks over the gateway's life (this phase);
