@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+use super::gauge_vec;
+
 use crate::affinity::{Lookup, StoreOp};
 
 /// The series of one upstream, resolved once.
@@ -62,16 +64,14 @@ impl AffinityMetrics {
         registry: &Registry,
         upstreams: &[&str],
     ) -> Result<AffinityMetrics, prometheus::Error> {
-        let entries = IntGaugeVec::new(
-            Opts::new(
-                "switchyard_affinity_entries",
-                "Learned ids held by this replica, per upstream: the whole table with the memory \
-                 store, the local cache in front of Redis with the redis store. Approximate: an \
-                 expired or evicted entry counts until the cache's housekeeping removes it.",
-            ),
+        let entries = gauge_vec(
+            registry,
+            "switchyard_affinity_entries",
+            "Learned ids held by this replica, per upstream: the whole table with the memory \
+             store, the local cache in front of Redis with the redis store. Approximate: an \
+             expired or evicted entry counts until the cache's housekeeping removes it.",
             &["upstream"],
         )?;
-        registry.register(Box::new(entries.clone()))?;
         let learned = IntCounterVec::new(
             Opts::new(
                 "switchyard_affinity_learned_total",

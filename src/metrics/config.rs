@@ -3,6 +3,8 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+use super::gauge_vec;
+
 /// How a reload attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReloadResult {
@@ -50,14 +52,12 @@ impl ConfigMetrics {
         for result in ReloadResult::ALL {
             reloads.with_label_values(&[result.as_str()]);
         }
-        let info = IntGaugeVec::new(
-            Opts::new(
-                "switchyard_config_info",
-                "The active config: 1 for the SHA-256 of the file that decides new requests.",
-            ),
+        let info = gauge_vec(
+            registry,
+            "switchyard_config_info",
+            "The active config: 1 for the SHA-256 of the file that decides new requests.",
             &["sha256"],
         )?;
-        registry.register(Box::new(info.clone()))?;
         let restart_required = IntGauge::with_opts(Opts::new(
             "switchyard_config_restart_required",
             "1 when the config file changes settings that only a restart applies \

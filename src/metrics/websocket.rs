@@ -7,6 +7,8 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+use super::gauge_vec;
+
 /// How a WebSocket handshake the gateway forwarded ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UpgradeResult {
@@ -68,14 +70,12 @@ impl WebSocketMetrics {
             &["route", "upstream", "result"],
         )?;
         registry.register(Box::new(upgrades.clone()))?;
-        let sessions_open = IntGaugeVec::new(
-            Opts::new(
-                "switchyard_websocket_sessions_open",
-                "WebSocket sessions being relayed.",
-            ),
+        let sessions_open = gauge_vec(
+            registry,
+            "switchyard_websocket_sessions_open",
+            "WebSocket sessions being relayed.",
             &["upstream"],
         )?;
-        registry.register(Box::new(sessions_open.clone()))?;
         let bytes = IntCounterVec::new(
             Opts::new(
                 "switchyard_websocket_bytes_total",
