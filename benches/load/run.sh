@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end load harness (issue #5, item 2): the same HTTP/1.1 keep-alive traffic sent
-# directly to a fast mock upstream, through Switchyard, and through nginx, in one run.
+# directly to a fast mock upstream, through Switchyard, through the hyper floor (a bare
+# hyper-to-hyper proxy, `examples/hyper_floor.rs`: what the stack Switchyard is built on costs
+# without Switchyard's own work), and through nginx, in one run.
 #
 #   bash benches/load/run.sh
 #
 # Measured per target: saturation throughput (wrk), latency at concurrency 1 (wrk -c1), latency
 # at a fixed request rate (open loop with coordinated-omission correction, like wrk2:
 # `examples/load_client.rs rate`), 1 MiB bodies, SSE time to first byte (curl), CPU per 10k
-# requests, RSS; and once at the end, the memory of holding many idle SSE streams open
+# requests, RSS (every test but the last for the hyper floor); and once at the end, the memory
+# of holding many idle SSE streams open
 # (`examples/load_client.rs hold`). For that last test the proxies are second, fresh instances:
 # Switchyard with an HTTP/2 cleartext upstream (`http2 = true`: 10k client connections plus
 # 10k HTTP/1.1 upstream connections would not fit in one process's open-file limit), nginx with
@@ -16,7 +19,8 @@
 # Loopback only, bounded (about 4 minutes after the build on a 2-core machine). Installs `wrk`,
 # `nginx-light` (or `nginx`), `jq` and `curl` from the OS packages if missing (root or
 # passwordless sudo; nginx is skipped with a note when it cannot be installed), builds the
-# gateway, `examples/load_upstream.rs` and `examples/load_client.rs` in release mode, and stops
+# gateway, `examples/load_upstream.rs`, `examples/load_client.rs` and `examples/hyper_floor.rs`
+# in release mode, and stops
 # everything it started on exit, even on failure. Results: target/load/results.md and
 # target/load/results.json.
 #
@@ -103,13 +107,17 @@ HAVE_CURL=1; command -v curl >/dev/null || { HAVE_CURL=0; skip "SSE time to firs
 [ -n "$NGINX_BIN" ] || skip "nginx column (nginx not installed and not installable here)"
 
 if [ "${LOAD_SKIP_BUILD:-0}" != 1 ]; then
-    log "building the gateway, the load upstream and the load client (release)"
-    cargo build --release --quiet --bin switchyard --example load_upstream --example load_client
+    log "building the gateway, the load upstream, the load client and the hyper floor (release)"
+    cargo build --release --quiet --bin switchyard --example load_upstream --example load_client \
+        --example hyper_floor
 fi
 GATEWAY_BIN=$ROOT/target/release/switchyard
 UPSTREAM_BIN=$ROOT/target/release/examples/load_upstream
 CLIENT_BIN=$ROOT/target/release/examples/load_client
-[ -x "$CLIENT_BIN" ] || { log "error: $CLIENT_BIN is missing (build it or drop LOAD_SKIP_BUILD)"; exit 1; }
+FLOOR_BIN=$ROOT/target/release/examples/hyper_floor
+for bin in "$CLIENT_BIN" "$FLOOR_BIN"; do
+    [ -x "$bin" ] || { log "error: $bin is missing (build it or drop LOAD_SKIP_BUILD)"; exit 1; }
+done
 
 # ---- helpers ----------------------------------------------------------------------------
 
@@ -226,6 +234,17 @@ GW_PID=$!; PIDS+=("$GW_PID")
 wait_http "http://127.0.0.1:$ADMIN_PORT/healthz"
 log "switchyard on 127.0.0.1:$GW_PORT, pid $GW_PID"
 
+# ---- the hyper floor --------------------------------------------------------------------
+
+# As many workers as Switchyard starts by default (one per CPU), each with its own runtime.
+"$FLOOR_BIN" 127.0.0.1:0 "127.0.0.1:$UP_PORT" "$(nproc)" >"$WORK/hyper_floor.log" 2>&1 &
+FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
+for _ in $(seq 100); do grep -q '^listening on ' "$WORK/hyper_floor.log" && break; sleep 0.1; done
+FLOOR_ADDR=$(sed -n 's/^listening on //p' "$WORK/hyper_floor.log")
+[ -n "$FLOOR_ADDR" ] || { log "error: the hyper floor did not start"; exit 1; }
+FLOOR_PORT=${FLOOR_ADDR##*:}
+log "hyper floor (examples/hyper_floor.rs) on $FLOOR_ADDR, pid $FLOOR_PID"
+
 # ---- nginx ------------------------------------------------------------------------------
 
 # nginx_conf DIR PORT WORKER_CONNECTIONS [MAIN_DIRECTIVES]: an nginx.conf under DIR.
@@ -296,11 +315,11 @@ if [ -n "$NGINX_BIN" ]; then
     fi
 fi
 
-TARGETS=(direct switchyard)
+TARGETS=(direct switchyard floor)
 [ -n "$NGINX_PORT" ] && TARGETS+=(nginx)
-port_of() { case $1 in direct) echo "$UP_PORT";; switchyard) echo "$GW_PORT";; nginx) echo "$NGINX_PORT";; esac; }
+port_of() { case $1 in direct) echo "$UP_PORT";; switchyard) echo "$GW_PORT";; floor) echo "$FLOOR_PORT";; nginx) echo "$NGINX_PORT";; esac; }
 # The processes whose CPU and memory count as "the proxy".
-proxy_pids() { case $1 in direct) ;; switchyard) echo "$GW_PID";; nginx) echo "${NGINX_WORKERS[*]}";; esac; }
+proxy_pids() { case $1 in direct) ;; switchyard) echo "$GW_PID";; floor) echo "$FLOOR_PID";; nginx) echo "${NGINX_WORKERS[*]}";; esac; }
 
 # ---- request bodies (wrk lua scripts) ---------------------------------------------------
 
@@ -612,6 +631,8 @@ jq -s \
     ($targets | map({ (.): summary(.) }) | add) as $s
     | def ratio(a; b): if a == null or b == null then null else a / b end;
       def diff(a; b): if a == null or b == null then null else a - b end;
+      # Per proxy: its figure minus direct (null where either is missing).
+      def added(f): reduce ("switchyard", "floor", "nginx") as $x ({}; . + { ($x): diff($s[$x] | f; $s.direct | f) });
     { meta: { date: $date, commit: $commit, host: $host, cpus: $cpus, cpu: $cpu, wrk: $wrk, nginx: $nginx,
               duration_s: $duration, rounds: $rounds, sse_requests: $sse_n, chat_body_bytes: $chat_bytes,
               elapsed_s: $elapsed, upstream_peak_rss_mib: $up_peak, skipped: $skipped,
@@ -624,18 +645,22 @@ jq -s \
         throughput_switchyard_over_nginx: ratio($s.switchyard.saturation.rps; $s.nginx.saturation.rps),
         throughput_switchyard_over_direct: ratio($s.switchyard.saturation.rps; $s.direct.saturation.rps),
         throughput_nginx_over_direct: ratio($s.nginx.saturation.rps; $s.direct.saturation.rps),
-        added_c1_p50_us: { switchyard: diff($s.switchyard.c1.p50_us; $s.direct.c1.p50_us), nginx: diff($s.nginx.c1.p50_us; $s.direct.c1.p50_us) },
-        added_c1_p99_us: { switchyard: diff($s.switchyard.c1.p99_us; $s.direct.c1.p99_us), nginx: diff($s.nginx.c1.p99_us; $s.direct.c1.p99_us) },
-        added_c1_p999_us: { switchyard: diff($s.switchyard.c1.p999_us; $s.direct.c1.p999_us), nginx: diff($s.nginx.c1.p999_us; $s.direct.c1.p999_us) },
-        added_big_p50_us: { switchyard: diff($s.switchyard.big_1mib.p50_us; $s.direct.big_1mib.p50_us), nginx: diff($s.nginx.big_1mib.p50_us; $s.direct.big_1mib.p50_us) },
-        added_sse_ttfb_us: { switchyard: diff($s.switchyard.sse.ttfb_p50_us; $s.direct.sse.ttfb_p50_us), nginx: diff($s.nginx.sse.ttfb_p50_us; $s.direct.sse.ttfb_p50_us) },
-        added_rate_p50_us: { switchyard: diff($s.switchyard.rate.p50_us; $s.direct.rate.p50_us), nginx: diff($s.nginx.rate.p50_us; $s.direct.rate.p50_us) },
-        added_rate_p99_us: { switchyard: diff($s.switchyard.rate.p99_us; $s.direct.rate.p99_us), nginx: diff($s.nginx.rate.p99_us; $s.direct.rate.p99_us) },
-        added_rate_p999_us: { switchyard: diff($s.switchyard.rate.p999_us; $s.direct.rate.p999_us), nginx: diff($s.nginx.rate.p999_us; $s.direct.rate.p999_us) },
+        throughput_floor_over_nginx: ratio($s.floor.saturation.rps; $s.nginx.saturation.rps),
+        throughput_switchyard_over_floor: ratio($s.switchyard.saturation.rps; $s.floor.saturation.rps),
+        added_c1_p50_us: added(.c1.p50_us),
+        added_c1_p99_us: added(.c1.p99_us),
+        added_c1_p999_us: added(.c1.p999_us),
+        added_big_p50_us: added(.big_1mib.p50_us),
+        added_sse_ttfb_us: added(.sse.ttfb_p50_us),
+        added_rate_p50_us: added(.rate.p50_us),
+        added_rate_p99_us: added(.rate.p99_us),
+        added_rate_p999_us: added(.rate.p999_us),
         idle_streams_rss_mib: { switchyard: $s.switchyard.idle_streams.rss_mib, nginx: $s.nginx.idle_streams.rss_mib },
         mib_per_1k_streams: { switchyard: $s.switchyard.idle_streams.mib_per_1k_streams, nginx: $s.nginx.idle_streams.mib_per_1k_streams },
         streams_memory_switchyard_over_nginx: ratio($s.switchyard.idle_streams.mib_per_1k_streams; $s.nginx.idle_streams.mib_per_1k_streams),
-        cpu_switchyard_over_nginx: ratio($s.switchyard.saturation.proxy_cpu_s_per_10k; $s.nginx.saturation.proxy_cpu_s_per_10k)
+        cpu_switchyard_over_nginx: ratio($s.switchyard.saturation.proxy_cpu_s_per_10k; $s.nginx.saturation.proxy_cpu_s_per_10k),
+        cpu_floor_over_nginx: ratio($s.floor.saturation.proxy_cpu_s_per_10k; $s.nginx.saturation.proxy_cpu_s_per_10k),
+        cpu_switchyard_over_floor: ratio($s.switchyard.saturation.proxy_cpu_s_per_10k; $s.floor.saturation.proxy_cpu_s_per_10k)
       },
       runs: $runs }' "$RUNS" >"$OUT/results.json"
 
@@ -647,26 +672,29 @@ jq -r '
     def rounds(a): if (a | length) > 1 then " (" + (a | map(round | tostring) | join(", ")) + ")" else "" end;
     def plus: if . == null then "—" elif . >= 0 then "+" + (. | round | tostring) else (. | round | tostring) end;
     .summary as $s | .comparisons as $c | .meta as $m
-    | ["direct", "switchyard", "nginx"] as $t
-    | def row(name; f): "| " + name + " | " + ($t | map(. as $x | if $s[$x] == null then "—" else ($s[$x] | f) end) | join(" | ")) + " |";
+    | ["direct", "switchyard", "floor", "nginx"] as $t
+    # A row of figures over direct: "a / b / …" per proxy, from the comparisons named in keys.
+    | def added(name; fields): "| " + name + " | — | "
+        + (["switchyard", "floor", "nginx"] | map(. as $x | fields | map($c[.][$x] | plus) | join(" / ")) | join(" | ")) + " |";
+      def row(name; f): "| " + name + " | " + ($t | map(. as $x | if $s[$x] == null then "—" else ($s[$x] | f) end) | join(" | ")) + " |";
     "Load harness: \($m.date), commit \($m.commit), \($m.cpus) CPUs (\($m.cpu)), \($m.wrk | split(" [")[0]), nginx \(if $m.nginx == "" then "absent" else $m.nginx end), open-file limit \($m.fd_limit).",
     "Medians of \($m.rounds) rounds of \($m.duration_s) s each (each round in brackets); one single-threaded load generator (`wrk -t1`, or `load_client` for the fixed rate and the idle streams) on the same machine.",
     "",
-    "| measurement | direct | switchyard | nginx |",
-    "|---|---|---|---|",
+    "| measurement | direct | switchyard | hyper floor | nginx |",
+    "|---|---|---|---|---|",
     row("throughput, \($m.chat_body_bytes) B chat, 32 conns (req/s)"; (.saturation.rps | f0) + rounds(.saturation.rps_rounds)),
     row("latency at saturation p50 / p99 (µs)"; (.saturation.p50_us | f0) + " / " + (.saturation.p99_us | f0)),
     row("latency c=1 p50 (µs)"; (.c1.p50_us | f0) + rounds(.c1.p50_rounds)),
     row("latency c=1 p75 / p90 (µs)"; (.c1.p75_us | f0) + " / " + (.c1.p90_us | f0)),
     row("latency c=1 p99 (µs)"; (.c1.p99_us | f0) + rounds(.c1.p99_rounds)),
     row("latency c=1 p99.9 (µs)"; .c1.p999_us | f0),
-    "| added latency c=1 p50 / p99 / p99.9 over direct (µs) | — | \($c.added_c1_p50_us.switchyard | plus) / \($c.added_c1_p99_us.switchyard | plus) / \($c.added_c1_p999_us.switchyard | plus) | \($c.added_c1_p50_us.nginx | plus) / \($c.added_c1_p99_us.nginx | plus) / \($c.added_c1_p999_us.nginx | plus) |",
+    added("added latency c=1 p50 / p99 / p99.9 over direct (µs)"; ["added_c1_p50_us", "added_c1_p99_us", "added_c1_p999_us"]),
     row("fixed rate \($m.rate_rps) req/s, \($m.rate_connections) conns: achieved req/s (errors + non-2xx)"; (.rate.rps | f0) + " (" + ((.rate.errors // 0) + (.rate.non_2xx // 0) | tostring) + ")"),
     row("latency at \($m.rate_rps) req/s p50 (µs)"; (.rate.p50_us | f0) + rounds(.rate.p50_rounds)),
     row("latency at \($m.rate_rps) req/s p90 (µs)"; .rate.p90_us | f0),
     row("latency at \($m.rate_rps) req/s p99 (µs)"; (.rate.p99_us | f0) + rounds(.rate.p99_rounds)),
     row("latency at \($m.rate_rps) req/s p99.9 / max (µs)"; (.rate.p999_us | f0) + " / " + (.rate.max_us | f0)),
-    "| added latency at \($m.rate_rps) req/s p50 / p99 / p99.9 over direct (µs) | — | \($c.added_rate_p50_us.switchyard | plus) / \($c.added_rate_p99_us.switchyard | plus) / \($c.added_rate_p999_us.switchyard | plus) | \($c.added_rate_p50_us.nginx | plus) / \($c.added_rate_p99_us.nginx | plus) / \($c.added_rate_p999_us.nginx | plus) |",
+    added("added latency at \($m.rate_rps) req/s p50 / p99 / p99.9 over direct (µs)"; ["added_rate_p50_us", "added_rate_p99_us", "added_rate_p999_us"]),
     row("proxy CPU at \($m.rate_rps) req/s (cores)"; .rate.proxy_cpu_cores | f2),
     row("proxy CPU s per 10k requests (saturation)"; .saturation.proxy_cpu_s_per_10k | f3),
     row("upstream CPU s per 10k requests (saturation)"; .saturation.upstream_cpu_s_per_10k | f3),
@@ -674,10 +702,10 @@ jq -r '
     row("proxy RSS idle / peak (MiB)"; (.idle_rss_mib | f2) + " / " + (.peak_rss_mib | f2)),
     row("1 MiB bodies, 4 conns (req/s)"; (.big_1mib.rps | f0) + rounds(.big_1mib.rps_rounds)),
     row("1 MiB bodies p50 / p99 (µs)"; (.big_1mib.p50_us | f0) + " / " + (.big_1mib.p99_us | f0)),
-    "| added 1 MiB p50 over direct (µs) | — | \($c.added_big_p50_us.switchyard | plus) | \($c.added_big_p50_us.nginx | plus) |",
+    added("added 1 MiB p50 over direct (µs)"; ["added_big_p50_us"]),
     row("SSE time to first byte p50 (µs)"; (.sse.ttfb_p50_us | f0) + rounds(.sse.ttfb_rounds)),
     row("SSE whole stream p50 (µs)"; .sse.total_p50_us | f0),
-    "| added SSE time to first byte over direct (µs) | — | \($c.added_sse_ttfb_us.switchyard | plus) | \($c.added_sse_ttfb_us.nginx | plus) |",
+    added("added SSE time to first byte over direct (µs)"; ["added_sse_ttfb_us"]),
     row("idle SSE streams open at once (of \($m.idle_streams)), seconds to open"; if .idle_streams == null then "—" else (.idle_streams.opened | tostring) + ", " + (.idle_streams.open_seconds | f2) + " s" end),
     row("upstream protocol in the idle-streams test"; .idle_streams.upstream_protocol // "—"),
     row("proxy RSS before / with the streams open (MiB)"; (.idle_streams.rss_before_mib | f2) + " / " + (.idle_streams.rss_mib | f2)),
@@ -686,6 +714,7 @@ jq -r '
     row("upstream (mock) RSS before / with the streams open (MiB, carried over between targets)"; (.idle_streams.upstream_rss_before_mib | f2) + " / " + (.idle_streams.upstream_rss_mib | f2)),
     "",
     "Throughput switchyard / nginx: **\($c.throughput_switchyard_over_nginx | f2)**, switchyard / direct: **\($c.throughput_switchyard_over_direct | f2)**, nginx / direct: \($c.throughput_nginx_over_direct | f2). Proxy CPU per request switchyard / nginx: \($c.cpu_switchyard_over_nginx | f2).",
+    "Hyper floor (`examples/hyper_floor.rs`: hyper server to hyper client, one upstream connection per client connection, nothing inspected, nothing counted): throughput hyper floor / nginx \($c.throughput_floor_over_nginx | f2), switchyard / hyper floor \($c.throughput_switchyard_over_floor | f2); CPU per request hyper floor / nginx \($c.cpu_floor_over_nginx | f2), switchyard / hyper floor \($c.cpu_switchyard_over_floor | f2). The floor runs no idle-streams test.",
     "Fixed rate: `load_client rate`, open loop, coordinated omission corrected; requests leave on a 1 ms timer (bursts of about \($m.rate_rps / 1000 | round)), so these percentiles include that burstiness for every column alike.",
     (if ($m.idle_streams_instances | length) > 0 then "Idle streams (open-file limit \($m.fd_limit), hard \($m.fd_hard_limit)): fresh proxy instances; " + ($m.idle_streams_instances | join("; ")) + ". Memory per stream compares across columns; the RSS includes each instance'"'"'s idle baseline." else empty end),
     (if ($m.skipped | length) > 0 then "", "Skipped: " + ($m.skipped | join("; ")) else empty end)
