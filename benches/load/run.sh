@@ -186,11 +186,13 @@ forget_pid() {
 
 # ---- the upstream -----------------------------------------------------------------------
 
+# shellcheck source=benches/listening.sh
+. "$ROOT/benches/listening.sh"
+
 "$UPSTREAM_BIN" 127.0.0.1:0 >"$WORK/upstream.log" 2>&1 &
 UPSTREAM_PID=$!; PIDS+=("$UPSTREAM_PID")
-for _ in $(seq 100); do grep -q '^listening on ' "$WORK/upstream.log" && break; sleep 0.1; done
-UP_ADDR=$(sed -n 's/^listening on //p' "$WORK/upstream.log")
-[ -n "$UP_ADDR" ] || { log "error: the load upstream did not start"; exit 1; }
+UP_ADDR=$(listening_on "$WORK/upstream.log") \
+    || { log "error: the load upstream did not start (see $OUT/logs/upstream.log)"; exit 1; }
 UP_PORT=${UP_ADDR##*:}
 log "upstream (examples/load_upstream.rs) on $UP_ADDR, pid $UPSTREAM_PID"
 
@@ -239,9 +241,8 @@ log "switchyard on 127.0.0.1:$GW_PORT, pid $GW_PID"
 # As many workers as Switchyard starts by default (one per CPU), each with its own runtime.
 "$FLOOR_BIN" 127.0.0.1:0 "127.0.0.1:$UP_PORT" "$(nproc)" >"$WORK/hyper_floor.log" 2>&1 &
 FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
-for _ in $(seq 100); do grep -q '^listening on ' "$WORK/hyper_floor.log" && break; sleep 0.1; done
-FLOOR_ADDR=$(sed -n 's/^listening on //p' "$WORK/hyper_floor.log")
-[ -n "$FLOOR_ADDR" ] || { log "error: the hyper floor did not start"; exit 1; }
+FLOOR_ADDR=$(listening_on "$WORK/hyper_floor.log") \
+    || { log "error: the hyper floor did not start (see $OUT/logs/hyper_floor.log)"; exit 1; }
 FLOOR_PORT=${FLOOR_ADDR##*:}
 log "hyper floor (examples/hyper_floor.rs) on $FLOOR_ADDR, pid $FLOOR_PID"
 

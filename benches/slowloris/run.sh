@@ -100,6 +100,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+# shellcheck source=benches/listening.sh
+. "$ROOT/benches/listening.sh"
 OUT=$ROOT/target/slowloris
 N=${SLOWLORIS_CONNECTIONS:-10000}
 KINDS=${SLOWLORIS_KINDS:-idle slowloris slowpost slowread h2idle mixed}
@@ -269,13 +271,9 @@ start_listener() {  # NAME CMD...: starts it, waits for "listening on ADDR"; set
     : >"$WORK/$name.log"
     "$@" >>"$WORK/$name.log" 2>&1 &
     STARTED_PID=$!; PIDS+=("$STARTED_PID")
-    local addr=""
-    for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on //p' "$WORK/$name.log")
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
-    [ -n "$addr" ] || { log "error: $name did not start (see $OUT/logs/$name.log)"; exit 1; }
+    local addr
+    addr=$(listening_on "$WORK/$name.log") \
+        || { log "error: $name did not start (see $OUT/logs/$name.log)"; exit 1; }
     STARTED_PORT=${addr##*:}
 }
 start_listener upstream "$UPSTREAM_BIN" 127.0.0.1:0
