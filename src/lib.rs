@@ -6,7 +6,7 @@
 //! One request's path through the modules:
 //!
 //! ```text
-//!  server ──accept──▶ tower stack (SetRequestId) ──▶ proxy::ProxyService
+//!  server ──accept──▶ hyper connection ──▶ proxy::ProxyService
 //!                       │  takes the live gateway state (reload::Live, swapped by reloads)
 //!                       │  once; with [audit], a place in audit::AuditLog's queue
 //!                       ├─ classify   classify::Classifier::inspect(method, path, headers)

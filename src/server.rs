@@ -7,13 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tower::ServiceBuilder;
-use tower_http::request_id::SetRequestIdLayer;
 
 use arc_swap::ArcSwap;
 
@@ -25,7 +22,6 @@ use crate::gateway::Gateway;
 use crate::gateway::GatewayError;
 use crate::listener::{self, Handoff, OpenCount, Source};
 use crate::metrics::Metrics;
-use crate::proxy::headers::MakeRequestId;
 use crate::proxy::ProxyService;
 use crate::reload::{Live, ReloadError, ReloadReport, Reloader, Trigger};
 use crate::runtime::Workers;
@@ -195,15 +191,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartupError> {
         unsent_buffer: limits.unsent_buffer,
     };
 
-    // The request path, outermost layer first.
-    let proxy_service = ServiceBuilder::new()
-        // Every request gets an id before anything logs or forwards it; a client's own
-        // `x-request-id` is kept so that its traces line up with ours. The proxy puts it on
-        // every response (over a provider's own), so no propagation layer is needed.
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestId))
-        // classify → decide → forward → record (see proxy/mod.rs).
-        .service(ProxyService::new(live.clone()));
-    let proxy_service = TowerToHyperService::new(proxy_service);
+    // The request path: classify → decide → forward → record (see proxy/mod.rs), which also
+    // gives each request its id.
+    let proxy_service = ProxyService::new(live.clone());
 
     let tls_cell = cfg
         .server

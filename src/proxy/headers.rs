@@ -92,22 +92,12 @@ pub fn label_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-/// Request ids for requests that come without one: a random (v4) UUID, formatted on the
-/// stack (tower-http's `MakeRequestUuid` formats a `String` first, then copies it).
-#[derive(Clone, Copy, Default)]
-pub struct MakeRequestId;
-
-impl tower_http::request_id::MakeRequestId for MakeRequestId {
-    fn make_request_id<B>(
-        &mut self,
-        _request: &http::Request<B>,
-    ) -> Option<tower_http::request_id::RequestId> {
-        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-        HeaderValue::from_str(text)
-            .ok()
-            .map(tower_http::request_id::RequestId::new)
-    }
+/// A request id for a request that comes without one: a random (v4) UUID, formatted on the
+/// stack and copied once into the header value.
+pub fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 #[cfg(test)]
@@ -161,15 +151,8 @@ mod tests {
 
     #[test]
     fn generated_request_ids_are_distinct_v4_uuids() {
-        use tower_http::request_id::MakeRequestId as _;
-        let req = http::Request::new(());
-        let mut make = MakeRequestId;
-        let a = make.make_request_id(&req).unwrap();
-        let b = make.make_request_id(&req).unwrap();
-        let (a, b) = (
-            a.header_value().to_str().unwrap(),
-            b.header_value().to_str().unwrap(),
-        );
+        let (a, b) = (new_request_id(), new_request_id());
+        let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
         assert_ne!(a, b);
         for id in [a, b] {
             let parsed = uuid::Uuid::parse_str(id).unwrap();

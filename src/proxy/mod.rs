@@ -24,11 +24,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use http::header::Entry;
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
@@ -42,9 +41,9 @@ use self::body::{InFlight, LimitedIncoming, ObservedBody, ProxyBody, UpstreamBod
 use self::error::ProxyError;
 use self::forward::Prepared;
 use self::headers::{
-    label_value, provider_request_id, strip_hop_by_hop, Upgrade, CLASS_HEADER, CONFIG_HEADER,
-    MARKER_HEADER, REQUEST_ID_HEADER, RULE_HEADER, UPSTREAM_HEADER, UPSTREAM_ONLY_RESPONSE_HEADERS,
-    UPSTREAM_REQUEST_ID_HEADER,
+    label_value, new_request_id, provider_request_id, strip_hop_by_hop, Upgrade, CLASS_HEADER,
+    CONFIG_HEADER, MARKER_HEADER, REQUEST_ID_HEADER, RULE_HEADER, UPSTREAM_HEADER,
+    UPSTREAM_ONLY_RESPONSE_HEADERS, UPSTREAM_REQUEST_ID_HEADER,
 };
 use self::record::{client_closed_status, Outcome, Pending, Record};
 use self::upgrade::{ClientUpgrade, Handshake};
@@ -69,16 +68,14 @@ impl ProxyService {
     }
 }
 
-impl tower::Service<Request<Incoming>> for ProxyService {
+/// hyper's own service trait, served directly: no tower glue (`TowerToHyperService` clones the
+/// service and wraps each call in a `Oneshot`), no layer in front.
+impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
         let gw = self.live.load_full();
         Box::pin(async move { Ok(handle(gw, req).await) })
     }
@@ -107,6 +104,12 @@ struct Refusal {
 async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<ProxyBody> {
     let start = Instant::now();
     let (mut parts, body) = req.into_parts();
+    // Every request gets an id before anything logs or forwards it; a client's own
+    // `x-request-id` is kept so that its traces line up with ours. It goes on every response
+    // (over a provider's own: `own_request_id`).
+    if let Entry::Vacant(slot) = parts.headers.entry(REQUEST_ID_HEADER) {
+        slot.insert(new_request_id());
+    }
     // The client's connection upgrade (WebSocket) leaves the request before it is rebuilt.
     let client_upgrade = ClientUpgrade::take(&mut parts);
     // Checked before the hop-by-hop headers (transfer-encoding among them) go.
