@@ -40,6 +40,7 @@ pub enum AdaptError {
 }
 
 /// How the request body carries its fields.
+#[derive(Debug, PartialEq, Eq)]
 enum BodyKind {
     Json,
     /// `multipart/form-data` with this boundary.
@@ -208,15 +209,16 @@ fn body_kind(headers: &HeaderMap) -> BodyKind {
         // The OpenAI API is JSON; clients that omit the type still send JSON.
         return BodyKind::Json;
     };
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json" || essence.ends_with("+json") {
+    // Compared without case and without a lowercased copy: this runs on every request.
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let ends_with_json = essence
+        .len()
+        .checked_sub("+json".len())
+        .and_then(|at| essence.get(at..))
+        .is_some_and(|tail| tail.eq_ignore_ascii_case("+json"));
+    if essence.eq_ignore_ascii_case("application/json") || ends_with_json {
         BodyKind::Json
-    } else if essence == "multipart/form-data" {
+    } else if essence.eq_ignore_ascii_case("multipart/form-data") {
         multer::parse_boundary(content_type).map_or(BodyKind::Opaque, BodyKind::Multipart)
     } else {
         BodyKind::Opaque
@@ -242,4 +244,51 @@ async fn multipart_model(body: &Bytes, boundary: &str) -> Result<Option<String>,
         }
     }
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn body_kind_from_the_content_type_and_encoding() {
+        let multipart = || BodyKind::Multipart("xyz".to_owned());
+        let cases: &[(Option<&str>, Option<&str>, BodyKind)] = &[
+            (None, None, BodyKind::Json),
+            (Some("application/json"), None, BodyKind::Json),
+            (
+                Some("Application/JSON; charset=utf-8"),
+                None,
+                BodyKind::Json,
+            ),
+            (
+                Some(" application/json ;charset=utf-8"),
+                None,
+                BodyKind::Json,
+            ),
+            (Some("application/merge-patch+json"), None, BodyKind::Json),
+            (Some("application/VND.API+JSON"), None, BodyKind::Json),
+            (Some("+json"), None, BodyKind::Json),
+            (Some("json"), None, BodyKind::Opaque),
+            (Some("application/jsonx"), None, BodyKind::Opaque),
+            (Some("text/plain"), None, BodyKind::Opaque),
+            (Some("multipart/form-data; boundary=xyz"), None, multipart()),
+            (Some("Multipart/Form-Data; boundary=xyz"), None, multipart()),
+            (Some("multipart/form-data"), None, BodyKind::Opaque),
+            (Some("application/json"), Some("gzip"), BodyKind::Opaque),
+            (Some("application/json"), Some(" Identity "), BodyKind::Json),
+            (None, Some("br"), BodyKind::Opaque),
+        ];
+        for (content_type, encoding, want) in cases {
+            let mut headers = HeaderMap::new();
+            if let Some(t) = content_type {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(t).unwrap());
+            }
+            if let Some(e) = encoding {
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_str(e).unwrap());
+            }
+            assert_eq!(&body_kind(&headers), want, "{content_type:?} {encoding:?}");
+        }
+    }
 }
