@@ -121,9 +121,12 @@ done
 
 # ---- helpers ----------------------------------------------------------------------------
 
-# free_port, wait_http, switchyard_toml, nginx_conf: shared with benches/load/instructions.sh.
+# switchyard_toml and nginx_conf, shared with benches/load/instructions.sh; free_port,
+# wait_http and listening_on, shared with every bench script.
 # shellcheck source=benches/load/targets.sh
 . "$ROOT/benches/load/targets.sh"
+# shellcheck source=benches/listening.sh
+. "$ROOT/benches/listening.sh"
 
 
 
@@ -169,9 +172,6 @@ forget_pid() {
 }
 
 # ---- the upstream -----------------------------------------------------------------------
-
-# shellcheck source=benches/listening.sh
-. "$ROOT/benches/listening.sh"
 
 "$UPSTREAM_BIN" 127.0.0.1:0 >"$WORK/upstream.log" 2>&1 &
 UPSTREAM_PID=$!; PIDS+=("$UPSTREAM_PID")

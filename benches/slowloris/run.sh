@@ -203,23 +203,7 @@ log "open-file limit raised to $FD_LIMIT (hard $FD_HARD) for every process start
 
 # ---- helpers ----------------------------------------------------------------------------
 
-EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() {
-    local p lo=20000 span=40000
-    if [ "$EPHEMERAL_LOW" -ge 12000 ]; then lo=10000; span=$((EPHEMERAL_LOW - 10000)); fi
-    for _ in $(seq 200); do
-        p=$((lo + RANDOM % span))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    return 1
-}
-wait_http() {
-    for _ in $(seq 100); do
-        if curl -s -o /dev/null --max-time 1 "$1"; then return 0; fi
-        sleep 0.1
-    done
-    log "error: $1 did not come up"; return 1
-}
+# free_port and wait_http: benches/listening.sh (sourced above).
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() {
     local rest
