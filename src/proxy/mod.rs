@@ -55,7 +55,7 @@ use crate::metrics::{ClientResult, UNKNOWN_CLIENT};
 use crate::reload::Live;
 use crate::upstream::UpstreamClient;
 
-/// The innermost service of the request path (see `server::proxy_stack` for the layers).
+/// The request path's service; hyper serves it directly, with no layers in front (`server.rs`).
 #[derive(Clone)]
 pub struct ProxyService {
     /// The latest config's state; each request takes it once and keeps it to the end.
