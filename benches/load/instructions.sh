@@ -84,7 +84,7 @@ PIDS+=("$!")
 UP_ADDR=$(listening_on "$WORK/upstream.log") \
     || { log "error: the load upstream did not start"; exit 1; }
 UP_PORT=${UP_ADDR##*:}
-printf '%s' '{"model":"gpt-4o","messages":[{"role":"system","content":"You are a helpful assistant for an online bookshop. Answer briefly and politely, cite the catalogue number of every book you mention, and never invent titles that are not in the catalogue. If the customer asks about delivery, explain the standard and express options and their prices."},{"role":"user","content":"Hello! I am looking for a present for my niece, who is twelve and loves adventure stories with dragons and maps. She has already read the first two books of the series you recommended last time."},{"role":"assistant","content":"Thank you for coming back! For a twelve-year-old who enjoys dragons and maps, the third book of that series (catalogue 4411-B) continues the story, and a standalone choice would be The Cartographer of Ember Isle (catalogue 5120-A)."},{"role":"user","content":"Which of the two is better as a gift, and could you deliver it before Friday to an address in another city? Please also tell me whether you can wrap it, and whether a handwritten card can go in the parcel with a short birthday message from her aunt."}],"temperature":0.7,"max_tokens":400,"user":"customer-8812"}' >"$WORK/chat.json"
+printf '%s' "$CHAT_BODY" >"$WORK/chat.json"
 
 # start_target NAME PORT OUTFILE: the proxy NAME under cachegrind, listening on PORT; sets
 # TARGET_PID once it answers.

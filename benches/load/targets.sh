@@ -2,6 +2,10 @@
 # configured alike. The caller sets UP_PORT (the load upstream's port) and NGINX_BIN before
 # calling switchyard_toml or nginx_conf.
 
+# A ~1.2 KB chat completion request: system prompt, a short conversation, a few options; the
+# same bytes go through every proxy in both benches.
+CHAT_BODY='{"model":"gpt-4o","messages":[{"role":"system","content":"You are a helpful assistant for an online bookshop. Answer briefly and politely, cite the catalogue number of every book you mention, and never invent titles that are not in the catalogue. If the customer asks about delivery, explain the standard and express options and their prices."},{"role":"user","content":"Hello! I am looking for a present for my niece, who is twelve and loves adventure stories with dragons and maps. She has already read the first two books of the series you recommended last time."},{"role":"assistant","content":"Thank you for coming back! For a twelve-year-old who enjoys dragons and maps, the third book of that series (catalogue 4411-B) continues the story, and a standalone choice would be The Cartographer of Ember Isle (catalogue 5120-A)."},{"role":"user","content":"Which of the two is better as a gift, and could you deliver it before Friday to an address in another city? Please also tell me whether you can wrap it, and whether a handwritten card can go in the parcel with a short birthday message from her aunt."}],"temperature":0.7,"max_tokens":400,"user":"customer-8812"}'
+
 # switchyard_toml GW_PORT ADMIN_PORT HTTP2 (true|false: h2c to the primary upstream)
 switchyard_toml() {
     cat <<TOML
